@@ -1,0 +1,42 @@
+# Airlock's entry points. `make test` works on a machine with only Python 3.11+ and make:
+# it installs uv when it is missing, then the locked environment, then runs the tests.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+# Resolved when a recipe runs (recursive variable), so it sees a uv installed by `make uv`.
+UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+RUN = $(UV) run --frozen --no-sync
+
+.PHONY: help uv sync test lint format bench clean
+
+help:
+	@echo "make test    install what is needed and run every test"
+	@echo "make lint    ruff (lint and format check) and mypy"
+	@echo "make format  apply ruff's formatting and safe fixes"
+	@echo "make bench   run the benchmarks, report in bench/results/"
+
+uv:
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
+	  $(PYTHON) -m pip install --user --quiet uv || \
+	  $(PYTHON) -m pip install --user --quiet --break-system-packages uv
+
+sync: uv
+	@$(UV) sync --frozen --quiet
+
+test: sync
+	$(RUN) pytest
+
+lint: sync
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+format: sync
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+bench: sync
+	$(RUN) python -m bench
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,30 @@
+"""`python -m bench [NAME ...]`: run the benchmarks (all by default), reports in bench/results/."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import batchformat_bench
+
+BENCHMARKS: dict[str, Callable[[], Path]] = {
+    "batchformat": batchformat_bench.run,
+}
+
+
+def main(names: list[str]) -> int:
+    """Run the named benchmarks; print where each report went."""
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+        return 2
+    for name in names or list(BENCHMARKS):
+        report = BENCHMARKS[name]()
+        print(report.read_text())
+        print(f"{name}: report written to {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

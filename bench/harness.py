@@ -1,0 +1,92 @@
+"""Run measurements in child processes (for clean peak RSS) and write reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One timed run of a child process."""
+
+    seconds: float  # as timed by the child around the work itself, or wall time if it did not
+    peak_rss_mb: float
+    output: dict[str, Any]
+
+
+def run_child(argv: list[str], env: dict[str, str] | None = None) -> Measurement:
+    """Run argv; the child may print one JSON object with `seconds` as its last stdout line."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, env={**os.environ, **(env or {})}, text=True
+    )
+    assert process.stdout is not None
+    stdout = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{argv[:3]} exited with {process.returncode}")
+    lines = stdout.strip().splitlines()
+    output: dict[str, Any] = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+    return Measurement(output.get("seconds", wall), usage.ru_maxrss / 1024, output)
+
+
+def python_child(code: str, *args: str) -> list[str]:
+    """argv running `code` with this interpreter."""
+    return [sys.executable, "-c", code, *args]
+
+
+def median_run(argv: list[str], repeat: int) -> Measurement:
+    """Run `repeat` times; the run with the median time (its own RSS)."""
+    runs = sorted((run_child(argv) for _ in range(repeat)), key=lambda m: m.seconds)
+    return runs[len(runs) // 2]
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_report(name: str, figures: dict[str, Any], markdown: str) -> Path:
+    """Write results/NAME.json and results/NAME.md; return the markdown path."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / f"{name}.json").write_text(
+        json.dumps({"machine": machine(), **figures}, indent=2) + "\n"
+    )
+    path = RESULTS_DIR / f"{name}.md"
+    path.write_text(markdown)
+    return path
+
+
+def ratio(value: float, ceiling: float) -> float:
+    """value / ceiling, rounded for a report."""
+    return round(value / ceiling, 3) if ceiling else float("nan")
+
+
+def mb_per_s(size_bytes: int, seconds: float) -> float:
+    """Throughput in MB/s (10^6 bytes)."""
+    return round(size_bytes / seconds / 1e6, 1)
+
+
+def median(values: list[float]) -> float:
+    """The median, for small samples."""
+    return statistics.median(values)

@@ -1,0 +1,180 @@
+"""Drop zones: folders where batches appear by atomic rename and are claimed the same way."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+from batchformat.errors import BatchRejected
+from batchformat.fsops import fsync_dir, rename_noreplace
+from batchformat.models import BatchName
+
+QUARANTINE_DIR: Final = "quarantine"
+REASON_SUFFIX: Final = ".reason.json"
+PART_SUFFIX: Final = ".part"
+
+
+class IgnoredKind(StrEnum):
+    """Why an entry of a drop zone is not a ready batch; such entries are never followed."""
+
+    IN_PROGRESS = "in_progress"  # `.{name}.part`, still being written
+    HIDDEN = "hidden"
+    UNRECOGNISED_NAME = "unrecognised_name"
+    SYMLINK = "symlink"
+    DIRECTORY = "directory"
+    NOT_A_FILE = "not_a_file"  # fifo, socket, device
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyBatch:
+    """A visible, well-named regular file in a drop zone."""
+
+    name: BatchName
+    path: Path
+    size_bytes: int
+    mtime: float
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoredEntry:
+    """Something in a drop zone that is not a batch, and why."""
+
+    name: str
+    kind: IgnoredKind
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One look at a drop zone: batches in (source, seq) order, and everything else."""
+
+    ready: list[ReadyBatch]
+    ignored: list[IgnoredEntry]
+
+
+class QuarantineReason(msgspec.Struct, frozen=True):
+    """The content of a `.reason.json` file next to a quarantined batch."""
+
+    file: str
+    code: str
+    message: str
+    line: int | None
+    quarantined_at: datetime
+    from_folder: str
+
+
+class DropZone:
+    """One drop-zone folder, with its `quarantine/` subfolder."""
+
+    def __init__(self, path: Path, quarantine_path: Path | None = None) -> None:
+        self.path = path
+        self.quarantine_path = quarantine_path or path / QUARANTINE_DIR
+
+    def scan(self) -> Scan:
+        """List ready batches sorted by (source, seq, batch id) and report everything else."""
+        ready: list[ReadyBatch] = []
+        ignored: list[IgnoredEntry] = []
+        with os.scandir(self.path) as entries:
+            for entry in entries:
+                name = BatchName.parse(entry.name)
+                kind = _ignored_kind(entry, name)
+                if kind is not None:
+                    ignored.append(IgnoredEntry(entry.name, kind))
+                    continue
+                assert name is not None
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # claimed by another process meanwhile
+                    continue
+                ready.append(ReadyBatch(name, Path(entry.path), stat.st_size, stat.st_mtime))
+        ready.sort(key=lambda batch: batch.name)
+        ignored.sort(key=lambda entry: entry.name)
+        return Scan(ready, ignored)
+
+    def claim(self, batch: ReadyBatch, into: Path) -> Path | None:
+        """Move a ready batch into folder `into` (same file system) atomically.
+
+        Returns the new path, or None when another process claimed it first or a batch of
+        the same name is already there; a batch is never claimed twice.
+        """
+        target = into / batch.name.file_name
+        try:
+            rename_noreplace(batch.path, target)
+        except (FileNotFoundError, FileExistsError):
+            return None
+        return target
+
+    def quarantine(self, path: Path, rejection: BatchRejected) -> Path:
+        """Move a rejected file to `quarantine/` with a `.reason.json` beside it."""
+        self.quarantine_path.mkdir(parents=True, exist_ok=True)
+        reason = QuarantineReason(
+            file=path.name,
+            code=str(rejection.reason),
+            message=rejection.message,
+            line=rejection.line,
+            quarantined_at=datetime.now(UTC),
+            from_folder=str(path.parent),
+        )
+        while True:
+            target = _free_name(self.quarantine_path, path.name)
+            reason_path = target.with_name(target.name + REASON_SUFFIX)
+            # The reason is written first: a crash in between leaves the file where it was,
+            # to be verified and quarantined again, not a quarantined file with no reason.
+            try:
+                _write_new_file(reason_path, msgspec.json.encode(reason))
+            except FileExistsError:  # another process is quarantining under that name
+                continue
+            try:
+                rename_noreplace(path, target)
+            except FileExistsError:  # another process took that name meanwhile
+                reason_path.unlink(missing_ok=True)
+                continue
+            except BaseException:
+                reason_path.unlink(missing_ok=True)
+                raise
+            fsync_dir(self.quarantine_path)
+            return target
+
+
+def _ignored_kind(entry: os.DirEntry[str], name: BatchName | None) -> IgnoredKind | None:
+    if entry.is_symlink():
+        return IgnoredKind.SYMLINK
+    if entry.is_dir(follow_symlinks=False):
+        return IgnoredKind.DIRECTORY
+    if entry.name.startswith("."):
+        if entry.name.endswith(PART_SUFFIX):
+            return IgnoredKind.IN_PROGRESS
+        return IgnoredKind.HIDDEN
+    if name is None:
+        return IgnoredKind.UNRECOGNISED_NAME
+    if not entry.is_file(follow_symlinks=False):
+        return IgnoredKind.NOT_A_FILE
+    return None
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """`folder/name`, or `folder/name.N` when that is taken (the same batch rejected again)."""
+    candidate = folder / name
+    counter = 1
+    while candidate.exists() or candidate.with_name(candidate.name + REASON_SUFFIX).exists():
+        candidate = folder / f"{name}.{counter}"
+        counter += 1
+    return candidate
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    """Write a whole file under a name that must not exist yet; never half-written."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}{PART_SUFFIX}")
+    with temporary.open("wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    try:
+        rename_noreplace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

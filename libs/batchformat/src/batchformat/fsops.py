@@ -1,0 +1,80 @@
+"""File-system primitives for publishing and moving batches safely."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import io
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from batchformat.errors import BatchRejected, RejectReason
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a folder's entries (a rename, a new file) durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_regular_file(path: Path) -> io.FileIO:
+    """Open a file for reading without following a symlink; reject anything but a file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BatchRejected(
+                RejectReason.NOT_A_REGULAR_FILE, f"{path.name} is a symlink"
+            ) from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BatchRejected(RejectReason.NOT_A_REGULAR_FILE, f"{path.name} is not a regular file")
+    os.set_blocking(fd, True)
+    return io.FileIO(fd, "r")
+
+
+def rename_noreplace(src: Path, dst: Path) -> None:
+    """Rename atomically, failing with FileExistsError instead of replacing `dst`."""
+    if _renameat2 is not None:
+        result = _renameat2(
+            _AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE
+        )
+        if result == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), str(src), None, str(dst))
+    _link_then_unlink(src, dst)
+
+
+def _link_then_unlink(src: Path, dst: Path) -> None:
+    # For file systems without renameat2 flags: the link is the atomic no-replace step; a
+    # crash before the unlink leaves both names on one inode, which `samefile` recognises.
+    os.link(src, dst, follow_symlinks=False)
+    os.unlink(src)
+
+
+def _load_renameat2() -> Any:
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return None
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    func = getattr(libc, "renameat2", None)
+    if func is None:
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func
+
+
+_renameat2 = _load_renameat2()

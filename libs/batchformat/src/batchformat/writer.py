@@ -1,0 +1,176 @@
+"""Streaming batch writer: hash as you write, sign, fsync, publish by atomic rename."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+
+from batchformat.digest import StreamingSha256
+from batchformat.fsops import fsync_dir
+from batchformat.keys import SigningKey
+from batchformat.models import Header, Trailer, TrailerLine
+
+FLUSH_BYTES = 1 << 20
+ENCODE_GROUP = 256  # records encoded per call by write_many
+
+# Sorted dict keys make a file rendered again from stored data (say, PostgreSQL jsonb, which
+# reorders keys) identical byte for byte to the first rendering.
+_encoder = msgspec.json.Encoder(order="deterministic")
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedBatch:
+    """A batch made visible in its folder."""
+
+    path: Path
+    header: Header
+    record_count: int
+    sha256: str
+    size_bytes: int
+
+
+class BatchWriter:
+    """Write one batch to `.{name}.part`, then publish it under its name; constant memory.
+
+    Use as a context manager: leaving the block normally publishes the batch (or call
+    `publish()`), leaving it with an exception removes the partial file.
+    """
+
+    def __init__(self, directory: Path, header: Header, key: SigningKey) -> None:
+        self.directory = directory
+        self.header = header
+        self._key = key
+        self._final_path = directory / header.name.file_name
+        self._part_path = directory / header.name.part_name
+        self._file = _open_part_file(self._part_path)
+        self._hasher = StreamingSha256()
+        self._buffer = bytearray()
+        self._size = 0
+        self._count = 0
+        self._published: PublishedBatch | None = None
+        self._append(_encoder.encode(header))
+
+    def write(self, record: Any) -> None:
+        """Append one record: a msgspec Struct of the caller's tagged union, or a dict."""
+        buffer = self._buffer
+        _encoder.encode_into(record, buffer, -1)
+        buffer.append(0x0A)
+        self._count += 1
+        if len(buffer) >= FLUSH_BYTES:
+            self._flush()
+
+    def write_many(self, records: Iterable[Any]) -> None:
+        """Append records in order (faster than `write` one by one)."""
+        iterator = iter(records)
+        while group := list(islice(iterator, ENCODE_GROUP)):
+            self._buffer += _encoder.encode_lines(group)
+            self._count += len(group)
+            if len(self._buffer) >= FLUSH_BYTES:
+                self._flush()
+
+    def publish(self) -> PublishedBatch:
+        """Add the signed trailer, fsync, rename to the final name, fsync the folder."""
+        if self._published is not None:
+            return self._published
+        self._flush()
+        digest = self._hasher.digest()
+        trailer = Trailer(
+            record_count=self._count,
+            sha256=digest.hex(),
+            key_id=self._key.key_id,
+            signature=self._key.sign(digest),
+        )
+        trailer_line = _encoder.encode(TrailerLine(trailer)) + b"\n"
+        self._write_all(trailer_line)
+        os.fsync(self._file.fileno())
+        # Renaming while holding the lock keeps a competing writer of the same batch from
+        # truncating the file after it became visible (see _open_part_file).
+        os.replace(self._part_path, self._final_path)
+        self._file.close()
+        fsync_dir(self.directory)
+        self._published = PublishedBatch(
+            self._final_path, self.header, self._count, trailer.sha256, self._size
+        )
+        return self._published
+
+    def abort(self) -> None:
+        """Remove the partial file; the batch never becomes visible."""
+        self._hasher.close()
+        if self._published is None and not self._file.closed:
+            self._part_path.unlink(missing_ok=True)
+            self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.publish()
+        else:
+            self.abort()
+
+    def _append(self, line: bytes) -> None:
+        self._buffer += line
+        self._buffer.append(0x0A)
+
+    def _flush(self) -> None:
+        if self._buffer:
+            # The hashing thread reads this buffer while we write it: neither changes it,
+            # and the next records go to a new one.
+            self._hasher.update(memoryview(self._buffer))
+            self._write_all(self._buffer)
+            self._buffer = bytearray()
+
+    def _write_all(self, data: bytes | bytearray) -> None:
+        view = memoryview(data)
+        while view:
+            written = self._file.write(view)
+            view = view[written or 0 :]
+        self._size += len(data)
+
+
+def write_batch(
+    directory: Path, header: Header, records: Iterable[Any], key: SigningKey
+) -> PublishedBatch:
+    """Write and publish a whole batch in one call."""
+    with BatchWriter(directory, header, key) as writer:
+        writer.write_many(records)
+    return writer.publish()
+
+
+def _open_part_file(path: Path) -> io.FileIO:
+    """Open the hidden part file exclusively, reclaiming one left behind by a crash.
+
+    An flock marks the file as being written; the kernel drops it when its writer dies, so a
+    stale part file is reused while a live writer's file is never touched.
+    """
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FileExistsError(f"{path.name} is being written by another process") from None
+        # The name may have been renamed away (published) between our open and our lock.
+        try:
+            same_file = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            os.ftruncate(fd, 0)
+            return io.FileIO(fd, "w")
+        os.close(fd)

@@ -1,0 +1,135 @@
+"""The `batchformat` command, run as a real subprocess: outputs and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI = str(Path(sys.executable).with_name("batchformat"))
+
+
+def run(*args: str | Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *map(str, args)], capture_output=True, text=True, input=stdin, check=False
+    )
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    out = tmp_path / "keys"
+    assert run("keygen", "--key-id", "site-a", "--out", out).returncode == 0
+    return out
+
+
+@pytest.fixture
+def batch(tmp_path: Path, keys: Path) -> Path:
+    records = tmp_path / "records.jsonl"
+    records.write_text('{"kind": "echo", "payload": {"x": 1}}\n\n{"kind": "ping"}\n')
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run(
+        "pack", records, "--source", "req-net", "--destination", "resp-net", "--seq", "5",
+        "--key", keys / "site-a.key", "--out", out,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return Path(result.stdout.strip())
+
+
+def test_keygen_writes_a_private_and_a_public_key(keys: Path) -> None:
+    assert sorted(p.name for p in keys.iterdir()) == ["site-a.key", "site-a.pub"]
+    assert (keys / "site-a.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_keygen_will_not_overwrite(keys: Path) -> None:
+    result = run("keygen", "--key-id", "site-a", "--out", keys)
+    assert result.returncode == 2
+    assert "refusing to overwrite" in result.stderr
+
+
+def test_pack_then_verify(batch: Path, keys: Path) -> None:
+    assert batch.name.startswith("req-net__000000000005__")
+    result = run("verify", batch, "--trusted", keys / "site-a.pub")
+    assert result.returncode == 0, result.stderr
+    assert "2 records" in result.stdout
+
+
+def test_verify_rejects_a_corrupted_batch_with_its_reason(batch: Path, keys: Path) -> None:
+    batch.write_bytes(batch.read_bytes().replace(b'"x":1', b'"x":2'))
+    result = run("verify", batch, "--trusted", keys / "site-a.pub")
+    assert result.returncode == 1
+    assert result.stderr.startswith("rejected: digest_mismatch:")
+
+
+def test_verify_rejects_a_truncated_batch(batch: Path, keys: Path) -> None:
+    batch.write_bytes(batch.read_bytes()[:-30])
+    result = run("verify", batch, "--trusted", keys / "site-a.pub")
+    assert result.returncode == 1
+    assert "trailer_missing" in result.stderr
+
+
+def test_verify_rejects_a_batch_signed_by_an_untrusted_key(
+    tmp_path: Path, batch: Path, keys: Path
+) -> None:
+    other = tmp_path / "other"
+    run("keygen", "--key-id", "site-b", "--out", other)
+    result = run("verify", batch, "--trusted", other / "site-b.pub")
+    assert result.returncode == 1
+    assert "unknown_key" in result.stderr
+
+
+def test_verify_checks_the_destination_when_asked(batch: Path, keys: Path) -> None:
+    result = run("verify", batch, "--trusted-dir", keys, "--expect-destination", "somewhere-else")
+    assert result.returncode == 1
+    assert "destination_mismatch" in result.stderr
+
+
+def test_inspect_prints_header_count_and_trailer(batch: Path) -> None:
+    result = run("inspect", batch)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["header"]["seq"] == 5
+    assert report["record_count"] == 2
+    assert report["trailer"]["key_id"] == "site-a"
+    assert report["problem"] is None
+
+
+def test_inspect_shows_what_it_can_of_a_broken_batch(batch: Path) -> None:
+    batch.write_bytes(batch.read_bytes()[:-30])
+    result = run("inspect", batch)
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["header"]["seq"] == 5
+    assert report["problem"]["code"] == "trailer_missing"
+
+
+def test_pack_rejects_records_without_a_kind(tmp_path: Path, keys: Path) -> None:
+    result = run(
+        "pack", "-", "--source", "a", "--destination", "b", "--seq", "1",
+        "--key", keys / "site-a.key", "--out", tmp_path,
+        stdin='{"kind": "ok"}\n{"no_kind": true}\n',
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "line 2" in result.stderr
+    assert not list(tmp_path.glob("*.jsonl"))
+    assert not list(tmp_path.glob(".*.part"))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["verify"],
+        ["verify", "missing.jsonl", "--trusted", "missing.pub"],
+        ["pack", "-", "--source", "Bad_Name", "--destination", "b", "--seq", "1", "--key", "k.key",
+         "--out", "."],
+    ],
+)  # fmt: skip
+def test_usage_errors_exit_with_2(args: list[str], tmp_path: Path, keys: Path) -> None:
+    args = [str(keys / "site-a.key") if arg == "k.key" else arg for arg in args]
+    result = run(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
