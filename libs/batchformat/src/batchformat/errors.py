@@ -25,6 +25,7 @@ class RejectReason(StrEnum):
     INVALID_JSON = "invalid_json"
     RECORD_INVALID = "record_invalid"
     NOT_A_REGULAR_FILE = "not_a_regular_file"
+    NAME_CONFLICT = "name_conflict"  # a different batch of that name was already delivered
 
 
 class BatchRejected(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import io
 import os
 import stat
@@ -41,6 +42,39 @@ def open_regular_file(path: Path) -> io.FileIO:
         raise BatchRejected(RejectReason.NOT_A_REGULAR_FILE, f"{path.name} is not a regular file")
     os.set_blocking(fd, True)
     return io.FileIO(fd, "r")
+
+
+def open_part_file(path: Path) -> io.FileIO:
+    """Open a hidden `.part` file for writing, exclusively, reclaiming one left by a crash.
+
+    An flock marks the file as being written; the kernel drops it when its writer dies, so a
+    stale part file is reused (truncated) while a live writer's file is never touched
+    (FileExistsError). Keep the file open until it has been renamed to its final name.
+    """
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FileExistsError(f"{path.name} is being written by another process") from None
+        # The name may have been renamed away (published) between our open and our lock.
+        try:
+            same_file = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            os.ftruncate(fd, 0)
+            return io.FileIO(fd, "w")
+        os.close(fd)
+
+
+def write_all(file: io.FileIO, data: bytes | bytearray | memoryview) -> None:
+    """Write every byte (a raw file may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        view = view[written or 0 :]
 
 
 def rename_noreplace(src: Path, dst: Path) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
-import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ from typing import Any, Self
 import msgspec
 
 from batchformat.digest import StreamingSha256
-from batchformat.fsops import fsync_dir
+from batchformat.fsops import fsync_dir, open_part_file, write_all
 from batchformat.keys import SigningKey
 from batchformat.models import Header, Trailer, TrailerLine
 
@@ -51,7 +49,7 @@ class BatchWriter:
         self._key = key
         self._final_path = directory / header.name.file_name
         self._part_path = directory / header.name.part_name
-        self._file = _open_part_file(self._part_path)
+        self._file = open_part_file(self._part_path)
         self._hasher = StreamingSha256()
         self._buffer = bytearray()
         self._size = 0
@@ -93,7 +91,7 @@ class BatchWriter:
         self._write_all(trailer_line)
         os.fsync(self._file.fileno())
         # Renaming while holding the lock keeps a competing writer of the same batch from
-        # truncating the file after it became visible (see _open_part_file).
+        # truncating the file after it became visible (see open_part_file).
         os.replace(self._part_path, self._final_path)
         self._file.close()
         fsync_dir(self.directory)
@@ -136,10 +134,7 @@ class BatchWriter:
             self._buffer = bytearray()
 
     def _write_all(self, data: bytes | bytearray) -> None:
-        view = memoryview(data)
-        while view:
-            written = self._file.write(view)
-            view = view[written or 0 :]
+        write_all(self._file, data)
         self._size += len(data)
 
 
@@ -150,27 +145,3 @@ def write_batch(
     with BatchWriter(directory, header, key) as writer:
         writer.write_many(records)
     return writer.publish()
-
-
-def _open_part_file(path: Path) -> io.FileIO:
-    """Open the hidden part file exclusively, reclaiming one left behind by a crash.
-
-    An flock marks the file as being written; the kernel drops it when its writer dies, so a
-    stale part file is reused while a live writer's file is never touched.
-    """
-    while True:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise FileExistsError(f"{path.name} is being written by another process") from None
-        # The name may have been renamed away (published) between our open and our lock.
-        try:
-            same_file = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same_file = False
-        if same_file:
-            os.ftruncate(fd, 0)
-            return io.FileIO(fd, "w")
-        os.close(fd)

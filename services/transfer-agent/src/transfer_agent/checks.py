@@ -1,0 +1,58 @@
+"""`transfer-agent check`: everything that can be known wrong before running."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from batchformat import KeyFileError, TrustedKeys
+from transfer_agent.config import AgentConfig, RouteConfig
+
+
+def route_problems(route: RouteConfig) -> list[str]:
+    """What would stop this route from working, each as one sentence."""
+    problems = [
+        *_folder_problems(route.source, "source"),
+        *_folder_problems(route.destination, "destination"),
+    ]
+    try:
+        TrustedKeys.from_files(route.trusted_keys)
+    except KeyFileError as exc:
+        problems.append(str(exc))
+    if route.source.is_dir():
+        device = route.source.stat().st_dev
+        for label, folder in [("archive_dir", route.archive_path)]:
+            if _device_of(folder) != device:
+                problems.append(
+                    f"{label} {folder} is on another file system than the source: "
+                    "batches are moved there by rename"
+                )
+    if route.destination_archive is not None and not route.destination_archive.is_dir():
+        problems.append(f"destination_archive {route.destination_archive} is not a folder")
+    return [f"route {route.name!r}: {problem}" for problem in problems]
+
+
+def config_problems(config: AgentConfig) -> list[str]:
+    """Problems of every route."""
+    return [problem for route in config.routes for problem in route_problems(route)]
+
+
+def _folder_problems(folder: Path, label: str) -> list[str]:
+    if not folder.is_dir():
+        return [f"{label} {folder} is not a folder"]
+    try:
+        os.listdir(folder)
+        # A real write: os.access says yes to root on a read-only mount.
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".check-"):
+            pass
+    except OSError as exc:
+        return [f"{label} {folder} is not readable and writable: {exc.strerror}"]
+    return []
+
+
+def _device_of(folder: Path) -> int:
+    """The device of a folder, or of its nearest existing parent."""
+    while not folder.exists():
+        folder = folder.parent
+    return folder.stat().st_dev
