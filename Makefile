@@ -21,7 +21,7 @@ uv:
 	  $(PYTHON) -m pip install --user --quiet --break-system-packages uv
 
 sync: uv
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --compile-bytecode
 
 test: sync
 	$(RUN) pytest

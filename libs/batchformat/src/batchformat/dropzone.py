@@ -122,21 +122,16 @@ class DropZone:
         )
         while True:
             target = _free_name(self.quarantine_path, path.name)
-            reason_path = target.with_name(target.name + REASON_SUFFIX)
             # The reason is written first: a crash in between leaves the file where it was,
-            # to be verified and quarantined again, not a quarantined file with no reason.
-            try:
-                _write_new_file(reason_path, msgspec.json.encode(reason))
-            except FileExistsError:  # another process is quarantining under that name
-                continue
+            # to be verified and quarantined again (reusing the orphaned reason's name), not
+            # a quarantined file with no reason.
+            _write_atomically(
+                target.with_name(target.name + REASON_SUFFIX), msgspec.json.encode(reason)
+            )
             try:
                 rename_noreplace(path, target)
             except FileExistsError:  # another process took that name meanwhile
-                reason_path.unlink(missing_ok=True)
                 continue
-            except BaseException:
-                reason_path.unlink(missing_ok=True)
-                raise
             fsync_dir(self.quarantine_path)
             return target
 
@@ -161,20 +156,17 @@ def _free_name(folder: Path, name: str) -> Path:
     """`folder/name`, or `folder/name.N` when that is taken (the same batch rejected again)."""
     candidate = folder / name
     counter = 1
-    while candidate.exists() or candidate.with_name(candidate.name + REASON_SUFFIX).exists():
+    while candidate.exists():
         candidate = folder / f"{name}.{counter}"
         counter += 1
     return candidate
 
 
-def _write_new_file(path: Path, data: bytes) -> None:
-    """Write a whole file under a name that must not exist yet; never half-written."""
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`, never leaving it half-written."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}{PART_SUFFIX}")
     with temporary.open("wb") as file:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
-    try:
-        rename_noreplace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    os.replace(temporary, path)

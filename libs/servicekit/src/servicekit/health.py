@@ -1,0 +1,213 @@
+"""Health checks that answer within a fixed budget, even when a dependency hangs.
+
+A check is an async callable: it returns an optional detail on success and raises on
+failure. `run_health_checks` runs all checks at once, each bounded by its own timeout and
+all of them by the budget; a check still running when the budget ends counts as failed and
+is cancelled, never awaited. The overall status is ``ok``, ``degraded`` (only non-critical
+checks failed; HTTP 200) or ``fail`` (a critical check failed; HTTP 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+from litestar import Litestar, Request, Response, get
+from litestar.handlers import HTTPRouteHandler
+
+from servicekit.middleware import PUBLIC_ENDPOINT_OPT
+from servicekit.redaction import scrub_text
+
+if TYPE_CHECKING:  # only for annotations: processes without a database skip the imports
+    import asyncpg
+    import redis.asyncio
+
+__all__ = [
+    "CheckResult",
+    "HealthCheck",
+    "HealthChecksProvider",
+    "HealthReport",
+    "folder_check",
+    "health_handlers",
+    "postgres_check",
+    "redis_check",
+    "run_health_checks",
+]
+
+CheckStatus = Literal["ok", "fail"]
+OverallStatus = Literal["ok", "degraded", "fail"]
+
+DEFAULT_CHECK_TIMEOUT_S = 0.08
+DEFAULT_BUDGET_S = 0.1
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A named dependency check; ``critical`` ones failing make the service unhealthy (503)."""
+
+    name: str
+    check: Callable[[], Awaitable[str | None]]
+    timeout_s: float = DEFAULT_CHECK_TIMEOUT_S
+    critical: bool = True
+
+
+class CheckResult(msgspec.Struct, frozen=True):
+    """The outcome of one check, as reported by ``GET /health``."""
+
+    status: CheckStatus
+    detail: str | None
+    duration_ms: float
+    critical: bool
+
+
+class HealthReport(msgspec.Struct, frozen=True):
+    """All checks' outcomes and the overall verdict."""
+
+    status: OverallStatus
+    checks: dict[str, CheckResult]
+
+    @property
+    def http_status(self) -> int:
+        """503 when a critical check failed, else 200."""
+        return 503 if self.status == "fail" else 200
+
+
+HealthChecksProvider = Callable[[Litestar], Sequence[HealthCheck]]
+"""Builds the checks from the app at request time, when its pools and clients exist."""
+
+
+async def run_health_checks(
+    checks: Sequence[HealthCheck], budget_s: float = DEFAULT_BUDGET_S
+) -> HealthReport:
+    """Run every check concurrently and report within ``budget_s`` seconds."""
+    started = time.perf_counter()
+    tasks = {asyncio.create_task(_run_one(check, budget_s)): check for check in checks}
+    done: set[asyncio.Task[CheckResult]] = set()
+    if tasks:
+        done, _ = await asyncio.wait(tasks, timeout=budget_s)
+    results: dict[str, CheckResult] = {}
+    for task, check in tasks.items():
+        if task in done:
+            results[check.name] = task.result()
+        else:
+            # A check that ignores cancellation must not hold the answer back: cancel it and
+            # move on without awaiting it.
+            task.cancel()
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            results[check.name] = _failed(check, "no answer within the health budget", elapsed_ms)
+    return HealthReport(status=_overall(checks, results), checks=results)
+
+
+async def _run_one(check: HealthCheck, budget_s: float) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(min(check.timeout_s, budget_s)):
+            detail = await check.check()
+    except TimeoutError:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return _failed(check, f"timed out after {check.timeout_s * 1000:.0f} ms", elapsed_ms)
+    except Exception as exc:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return _failed(check, scrub_text(f"{type(exc).__name__}: {exc}"), elapsed_ms)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    return CheckResult("ok", detail, round(elapsed_ms, 2), check.critical)
+
+
+def _failed(check: HealthCheck, detail: str, elapsed_ms: float) -> CheckResult:
+    return CheckResult("fail", detail, round(elapsed_ms, 2), check.critical)
+
+
+def _overall(checks: Sequence[HealthCheck], results: dict[str, CheckResult]) -> OverallStatus:
+    failed = [check for check in checks if results[check.name].status == "fail"]
+    if any(check.critical for check in failed):
+        return "fail"
+    return "degraded" if failed else "ok"
+
+
+def postgres_check(
+    pool: asyncpg.Pool[Any],
+    *,
+    name: str = "database",
+    timeout_s: float = DEFAULT_CHECK_TIMEOUT_S,
+    critical: bool = True,
+) -> HealthCheck:
+    """Check that PostgreSQL answers ``SELECT 1`` through the service's pool."""
+
+    async def check() -> str | None:
+        await pool.fetchval("SELECT 1", timeout=timeout_s)
+        return None
+
+    return HealthCheck(name, check, timeout_s, critical)
+
+
+def redis_check(
+    client: redis.asyncio.Redis,
+    *,
+    name: str = "redis",
+    timeout_s: float = DEFAULT_CHECK_TIMEOUT_S,
+    critical: bool = True,
+) -> HealthCheck:
+    """Check that Redis answers ``PING``."""
+
+    async def check() -> str | None:
+        await client.ping()
+        return None
+
+    return HealthCheck(name, check, timeout_s, critical)
+
+
+def folder_check(
+    path: Path,
+    *,
+    min_free_bytes: int,
+    name: str | None = None,
+    timeout_s: float = DEFAULT_CHECK_TIMEOUT_S,
+    critical: bool = True,
+) -> HealthCheck:
+    """Check that a folder can be listed and written and has ``min_free_bytes`` free."""
+
+    async def check() -> str | None:
+        # Listing, writing and statvfs can block on a slow or network disk: in a thread.
+        return await asyncio.to_thread(_probe_folder, path, min_free_bytes)
+
+    return HealthCheck(name or f"folder:{path.name}", check, timeout_s, critical)
+
+
+def _probe_folder(path: Path, min_free_bytes: int) -> str:
+    with os.scandir(path):
+        pass
+    # A real write, not os.access: access() says yes to root on a read-only mount.
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".health-", delete=True) as probe:
+        probe.write(b"ok")
+        probe.flush()
+    stats = os.statvfs(path)
+    free = stats.f_bavail * stats.f_frsize
+    if free < min_free_bytes:
+        raise OSError(f"{free} bytes free, below the minimum of {min_free_bytes}")
+    return f"{free} bytes free"
+
+
+def health_handlers(
+    checks: HealthChecksProvider, *, budget_s: float = DEFAULT_BUDGET_S
+) -> list[HTTPRouteHandler]:
+    """Build ``GET /health`` (the report; 200 or 503) and ``GET /health/live`` (always 200)."""
+
+    @get("/health", opt=dict(PUBLIC_ENDPOINT_OPT), name="health")
+    async def health(request: Request[Any, Any, Any]) -> Response[HealthReport]:
+        """Report each dependency check; 503 when a critical one fails."""
+        report = await run_health_checks(checks(request.app), budget_s)
+        return Response(report, status_code=report.http_status)
+
+    @get("/health/live", opt=dict(PUBLIC_ENDPOINT_OPT), name="health-live")
+    async def live() -> dict[str, str]:
+        """Answer 200 while the process runs (liveness probe)."""
+        return {"status": "ok"}
+
+    return [health, live]

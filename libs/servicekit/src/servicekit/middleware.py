@@ -1,0 +1,169 @@
+"""Per-request HTTP plumbing: request ids, the access log line, security headers, body limit.
+
+Litestar runs middleware only for requests that matched a route, so the work is split:
+
+- `RequestContextMiddleware` (matched routes) picks the request id, binds it to structlog's
+  context variables for every line logged while the handler runs, and starts the clock;
+- `BodyLimitMiddleware` refuses bodies over the limit with 413, by their declared length or
+  while they stream in;
+- `ResponseFinisher` (a ``before_send`` hook, which sees *every* response, 404 and 405
+  included) echoes ``X-Request-ID``, adds the security headers and writes the access line.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Final
+
+import structlog
+from litestar.datastructures import Headers, MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, ReceiveMessage, Scope, Send
+
+__all__ = [
+    "ACCESS_LOG_EXCLUDE_OPT_KEY",
+    "METRICS_EXCLUDE_OPT_KEY",
+    "PUBLIC_ENDPOINT_OPT",
+    "REQUEST_ID_HEADER",
+    "SECURITY_HEADERS",
+    "BodyLimitMiddleware",
+    "RequestContextMiddleware",
+    "ResponseFinisher",
+    "request_id_for",
+]
+
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+METRICS_EXCLUDE_OPT_KEY: Final = "exclude_from_metrics"
+ACCESS_LOG_EXCLUDE_OPT_KEY: Final = "exclude_from_access_log"
+
+PUBLIC_ENDPOINT_OPT: Final[Mapping[str, bool]] = {
+    # Litestar's authentication middleware skips handlers with this key in their ``opt``.
+    "exclude_from_auth": True,
+    "exclude_from_rate_limit": True,
+    METRICS_EXCLUDE_OPT_KEY: True,
+    # Probes hit these every few seconds; their successes would drown the access log.
+    ACCESS_LOG_EXCLUDE_OPT_KEY: True,
+}
+"""``opt`` for operational endpoints (health, metrics): no auth, no limits, no request metrics."""
+
+SECURITY_HEADERS: Final[Mapping[str, str]] = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    # API answers are per user and change with every write: nothing may cache them.
+    "cache-control": "no-store",
+}
+# A JSON API never needs to load, frame or submit anything. HTML answers (the OpenAPI docs
+# page) are left without it, because they load their scripts from elsewhere.
+_CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+# An incoming id is kept only if it is short and made of harmless characters: it is echoed
+# in a header and written to every log line of the request.
+_ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_STATE_REQUEST_ID: Final = "request_id"
+_STATE_STARTED_AT: Final = "servicekit_started_at"
+
+_access_log = structlog.get_logger("servicekit.access")
+
+
+def request_id_for(scope: Scope) -> str:
+    """Return the request's id: a sane incoming ``X-Request-ID`` or a new one, fixed per request."""
+    state = scope.setdefault("state", {})
+    existing = state.get(_STATE_REQUEST_ID)
+    if isinstance(existing, str):
+        return existing
+    incoming = Headers.from_scope(scope).get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _ACCEPTABLE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    state[_STATE_REQUEST_ID] = request_id
+    return request_id
+
+
+class RequestContextMiddleware(ASGIMiddleware):
+    """Bind ``request_id`` to the logging context of a matched request and time it."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        """Run the rest of the stack inside the request's logging context."""
+        request_id = request_id_for(scope)
+        scope["state"][_STATE_STARTED_AT] = time.perf_counter()
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            await next_app(scope, receive, send)
+
+
+class BodyLimitMiddleware(ASGIMiddleware):
+    """Refuse request bodies larger than ``max_body_bytes`` with 413."""
+
+    # Litestar's own ``request_max_body_size`` cannot be set from a plugin (the app reads
+    # its constructor argument, not the configuration plugins amend), so the limit lives here.
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, max_body_bytes: int) -> None:
+        self.max_body_bytes = max_body_bytes
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        """Check the declared length, then count the bytes actually received."""
+        declared = Headers.from_scope(scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise RequestEntityTooLarge
+        await next_app(scope, self._counting(receive), send)
+
+    def _counting(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def counting_receive() -> ReceiveMessage:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise RequestEntityTooLarge
+            return message
+
+        return counting_receive
+
+
+class ResponseFinisher:
+    """``before_send`` hook: request id and security headers on every response, one access line."""
+
+    async def __call__(self, message: Message, scope: Scope) -> None:
+        """Amend the response start message; ignore body messages."""
+        # ASGI servers put plain strings in scope["type"]; compare by value, never identity.
+        if message["type"] != "http.response.start" or scope["type"] != ScopeType.HTTP:
+            return
+        headers = MutableScopeHeaders.from_message(message)
+        request_id = request_id_for(scope)
+        headers[REQUEST_ID_HEADER] = request_id
+        for name, value in SECURITY_HEADERS.items():
+            headers.setdefault(name, value)
+        if not headers.get("content-type", "").startswith("text/html"):
+            headers.setdefault("content-security-policy", _CONTENT_SECURITY_POLICY)
+        _log_access(scope, message["status"], request_id)
+
+
+def _log_access(scope: HTTPScope, status: int, request_id: str) -> None:
+    route_handler = scope.get("route_handler")
+    quiet = route_handler is not None and route_handler.opt.get(ACCESS_LOG_EXCLUDE_OPT_KEY)
+    if quiet and status < 500:
+        return
+    fields: dict[str, object] = {
+        "method": scope["method"],
+        "route": scope.get("path_template") or None,
+        "status": status,
+        "request_id": request_id,
+    }
+    started_at = scope["state"].get(_STATE_STARTED_AT)
+    if started_at is not None:
+        fields["duration_ms"] = round((time.perf_counter() - started_at) * 1000, 2)
+    else:
+        # No route matched (404, 405): the raw path, without its query string, is the only
+        # hint of what was asked; no middleware ran, so there is no start time either.
+        fields["path"] = scope["path"]
+    _access_log.info("request", **fields)

@@ -1,0 +1,123 @@
+"""`ServiceKitPlugin`: everything a service's HTTP API shares, added to an app in one line.
+
+    app = Litestar(
+        route_handlers=[...],
+        plugins=[ServiceKitPlugin(ServiceKitConfig(service="request-gateway", ...))],
+    )
+
+It registers the error handlers, ``/health``, ``/health/live`` and ``/metrics``, the request
+id middleware, the access log, Prometheus request metrics (labelled by route template and
+status; operational endpoints excluded), security headers, CORS for the configured origins
+only, and the request body limit. It also switches Litestar's own logging configuration off:
+`servicekit.logs.configure_logging` owns logging, and Litestar's would replace its handlers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from litestar.config.app import AppConfig
+from litestar.config.cors import CORSConfig
+from litestar.plugins import InitPluginProtocol
+from litestar.plugins.prometheus import PrometheusConfig
+from litestar.types import Method
+
+from servicekit.errors import exception_handlers
+from servicekit.health import DEFAULT_BUDGET_S, HealthCheck, HealthChecksProvider, health_handlers
+from servicekit.metrics import metrics_handler
+from servicekit.middleware import (
+    METRICS_EXCLUDE_OPT_KEY,
+    REQUEST_ID_HEADER,
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+    ResponseFinisher,
+)
+
+__all__ = ["ServiceKitConfig", "ServiceKitPlugin"]
+
+DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
+
+_CORS_METHODS: Final[Sequence[Method]] = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_CORS_REQUEST_HEADERS: Final = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "X-API-Key",
+    REQUEST_ID_HEADER,
+]
+_CORS_EXPOSED_HEADERS: Final = [
+    REQUEST_ID_HEADER,
+    "Retry-After",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+]
+
+
+def _no_health_checks(app: object) -> Sequence[HealthCheck]:
+    return ()
+
+
+@dataclass(frozen=True)
+class ServiceKitConfig:
+    """What differs between services using the plugin."""
+
+    service: str
+    """Service name: the ``app_name`` label of the request metrics."""
+    health_checks: HealthChecksProvider = _no_health_checks
+    """Builds the dependency checks of ``GET /health`` from the app, per request."""
+    health_budget_s: float = DEFAULT_BUDGET_S
+    cors_origins: Sequence[str] = field(default=())
+    """Origins allowed to call the API from a browser; none by default (no CORS headers)."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Larger request bodies are refused with 413 ``payload_too_large``."""
+    metrics_prefix: str = "http"
+    """Request metrics are ``{prefix}_requests_total``, ``{prefix}_request_duration_seconds``."""
+
+
+class ServiceKitPlugin(InitPluginProtocol):
+    """Adds servicekit's error handling, operational endpoints and middleware to an app."""
+
+    def __init__(self, config: ServiceKitConfig) -> None:
+        self.config = config
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        """Amend the app's configuration before Litestar builds it."""
+        config = self.config
+        # The service's own handlers win over ours for the same exception type.
+        app_config.exception_handlers = {**exception_handlers(), **app_config.exception_handlers}
+        app_config.route_handlers.extend(
+            [
+                *health_handlers(config.health_checks, budget_s=config.health_budget_s),
+                metrics_handler(),
+            ]
+        )
+        # Outermost, so that authentication and every other middleware log with the request id.
+        app_config.middleware.insert(0, RequestContextMiddleware())
+        app_config.middleware.insert(1, self._prometheus_config().middleware)
+        app_config.middleware.insert(2, BodyLimitMiddleware(config.max_body_bytes))
+        app_config.before_send.append(ResponseFinisher())
+        app_config.logging_config = None
+        if config.cors_origins:
+            app_config.cors_config = self._cors_config()
+        return app_config
+
+    def _prometheus_config(self) -> PrometheusConfig:
+        return PrometheusConfig(
+            app_name=self.config.service,
+            prefix=self.config.metrics_prefix,
+            # Label by route template (/requests/{id}), never by raw path: one series per route.
+            group_path=True,
+            exclude_opt_key=METRICS_EXCLUDE_OPT_KEY,
+        )
+
+    def _cors_config(self) -> CORSConfig:
+        return CORSConfig(
+            allow_origins=list(self.config.cors_origins),
+            allow_methods=list(_CORS_METHODS),
+            allow_headers=list(_CORS_REQUEST_HEADERS),
+            expose_headers=list(_CORS_EXPOSED_HEADERS),
+            allow_credentials=False,
+        )
