@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -90,3 +91,10 @@ def mb_per_s(size_bytes: int, seconds: float) -> float:
 def median(values: list[float]) -> float:
     """The median, for small samples."""
     return statistics.median(values)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (`fraction` 0.99 for p99): a value that was actually observed."""
+    ordered = sorted(values)
+    rank = max(math.ceil(round(fraction * len(ordered), 6)), 1)  # 0.99 * 1000 is not exact
+    return ordered[rank - 1]

@@ -123,7 +123,7 @@ def test_a_full_destination_pauses_the_route_until_space_returns(
     assert site.delivered() == []
     filler.unlink()
     wait_until(lambda: site.delivered() == [batch.name], timeout=20, what="resume")
-    assert agent.events("route_resumed")
+    wait_until(lambda: bool(agent.events("route_resumed")), what="the resume to be logged")
 
 
 def test_sigterm_stops_cleanly(site: Site, agents: list[AgentProcess]) -> None:
@@ -189,3 +189,19 @@ def test_two_agents_on_one_route_deliver_each_batch_once(
     assert sorted(delivered) == sorted(name.split("__")[2].removesuffix(".jsonl") for name in names)
     assert first.events("batch_delivered"), "both agents take part"
     assert second.events("batch_delivered"), "both agents take part"
+
+
+def test_delivery_delay_counts_from_arrival_in_the_source(
+    site: Site, agents: list[AgentProcess]
+) -> None:
+    site.write_config()
+    agent = AgentProcess(site).start()
+    agents.append(agent)
+    staging = site.root / "staging"
+    staging.mkdir()
+    batch = site.batch(folder=staging)
+    time.sleep(1.5)  # an old file: its modification time is not its arrival
+    batch.rename(site.source / batch.name)
+    wait_until(lambda: bool(agent.events("batch_delivered")), what="delivery")
+    (event,) = agent.events("batch_delivered")
+    assert event["delay_ms"] < 1000

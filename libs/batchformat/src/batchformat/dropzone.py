@@ -38,7 +38,7 @@ class ReadyBatch:
     name: BatchName
     path: Path
     size_bytes: int
-    mtime: float
+    arrived_at: float  # inode change time: set by the rename that published it here
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +91,7 @@ class DropZone:
                     stat = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:  # claimed by another process meanwhile
                     continue
-                ready.append(ReadyBatch(name, Path(entry.path), stat.st_size, stat.st_mtime))
+                ready.append(ReadyBatch(name, Path(entry.path), stat.st_size, stat.st_ctime))
         ready.sort(key=lambda batch: batch.name)
         ignored.sort(key=lambda entry: entry.name)
         return Scan(ready, ignored)

@@ -36,7 +36,10 @@ from batchformat.fsops import (
 )
 from transfer_agent.config import RouteConfig
 
-COPY_CHUNK_BYTES: Final = 1 << 20
+COPY_CHUNK_BYTES: Final = 4 << 20
+# Dirty pages of the copy are handed to the disk every this many bytes (posix_fadvise
+# DONTNEED starts their writeback), so the final fsync has little left to wait for.
+WRITEBACK_BYTES: Final = 32 << 20
 
 
 class Outcome(StrEnum):
@@ -57,7 +60,7 @@ class Delivery:
     name: BatchName
     size_bytes: int
     seconds: float
-    age_seconds: float  # from the batch's publication in the source to now
+    delay_seconds: float | None  # from the batch's arrival in the source, when known
     rejection: BatchRejected | None = None
 
 
@@ -77,23 +80,29 @@ class RouteDelivery:
         """Free bytes in the destination folder's file system."""
         return shutil.disk_usage(self.config.destination).free
 
-    def deliver(self, claimed: Path, cancel: threading.Event) -> Delivery:
-        """Copy and verify a claimed batch to the destination, then archive or delete it."""
+    def deliver(
+        self, claimed: Path, cancel: threading.Event, arrived_at: float | None = None
+    ) -> Delivery:
+        """Copy and verify a claimed batch to the destination, then archive or delete it.
+
+        `arrived_at` is when the batch appeared in the source (ReadyBatch.arrived_at), for
+        the delivery delay; unknown for batches recovered from an earlier run.
+        """
         started = time.monotonic()
         name = BatchName.parse(claimed.name)
         assert name is not None, "only batch names are ever claimed"
-        stat = claimed.lstat()
-        age = max(time.time() - stat.st_mtime, 0.0)
+        size = claimed.lstat().st_size
 
         def result(outcome: Outcome, rejection: BatchRejected | None = None) -> Delivery:
-            return Delivery(outcome, name, stat.st_size, time.monotonic() - started, age, rejection)
+            delay = None if arrived_at is None else max(time.time() - arrived_at, 0.0)
+            return Delivery(outcome, name, size, time.monotonic() - started, delay, rejection)
 
         final = self.config.destination / name.file_name
         try:
             if self._already_delivered(claimed, final):
                 self._finish_source(claimed)
                 return result(Outcome.ALREADY_DELIVERED)
-            if self.free_bytes() - stat.st_size < self.config.min_free_bytes:
+            if self.free_bytes() - size < self.config.min_free_bytes:
                 return result(Outcome.NO_SPACE)
             try:
                 published = self._copy_verify_publish(claimed, name, final, cancel)
@@ -133,12 +142,19 @@ class RouteDelivery:
                     max_line_bytes=self.config.max_line_bytes,
                     expect=Expectations(name=name, destination=self.config.expect_destination),
                 )
+                written = flushed = 0
                 try:
                     while chunk := source.read(COPY_CHUNK_BYTES):
                         if cancel.is_set():
                             raise Cancelled(name.file_name)
                         parser.feed(chunk)
                         write_all(part, chunk)
+                        written += len(chunk)
+                        if written - flushed >= WRITEBACK_BYTES:
+                            os.posix_fadvise(
+                                part.fileno(), flushed, written - flushed, os.POSIX_FADV_DONTNEED
+                            )
+                            flushed = written
                     parser.finish()
                 finally:
                     parser.close()

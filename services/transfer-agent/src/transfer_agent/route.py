@@ -77,7 +77,7 @@ class RouteRunner:
                     continue  # another agent was faster
                 claimed_any = True
                 metrics.IN_FLIGHT.labels(self.name).inc()
-                outcome = self._deliver(claimed, cancel)
+                outcome = self._deliver(claimed, cancel, ready.arrived_at)
                 if outcome is None:
                     return DrainResult(delivered, self.paused)
                 delivered += outcome is Outcome.DELIVERED
@@ -86,10 +86,12 @@ class RouteRunner:
         self._housekeeping()
         return DrainResult(delivered, self.paused)
 
-    def _deliver(self, claimed: Path, cancel: threading.Event) -> Outcome | None:
+    def _deliver(
+        self, claimed: Path, cancel: threading.Event, arrived_at: float | None = None
+    ) -> Outcome | None:
         """Deliver one claimed batch; None means stop this pass (paused, failing, shutdown)."""
         try:
-            result = self.delivery.deliver(claimed, cancel)
+            result = self.delivery.deliver(claimed, cancel, arrived_at)
         except Cancelled:
             self._log.info("delivery_abandoned", batch=claimed.name, why="shutting down")
             return None
@@ -129,10 +131,13 @@ class RouteRunner:
             metrics.BATCHES_DELIVERED.labels(route).inc()
             metrics.BYTES_DELIVERED.labels(route).inc(result.size_bytes)
             metrics.COPY_SECONDS.labels(route).observe(result.seconds)
-            metrics.DELIVERY_DELAY.labels(route).observe(result.age_seconds)
+            delay_ms = None
+            if result.delay_seconds is not None:
+                metrics.DELIVERY_DELAY.labels(route).observe(result.delay_seconds)
+                delay_ms = round(result.delay_seconds * 1000)
             self.last_delivery_at = time.time()
             metrics.LAST_DELIVERY.labels(route).set(self.last_delivery_at)
-            self._log.info("batch_delivered", delay_ms=round(result.age_seconds * 1000), **fields)
+            self._log.info("batch_delivered", delay_ms=delay_ms, **fields)
         elif result.outcome is Outcome.ALREADY_DELIVERED:
             metrics.ALREADY_DELIVERED.labels(route).inc()
             self._log.info("batch_already_delivered", **fields)
