@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from bench.harness import Measurement, mb_per_s, median, run_child, write_report
+from bench.harness import Measurement, mb_per_s, median, own_peak_rss_mb, run_child, write_report
 
 BATCH_BYTES = int(os.environ.get("BENCH_BATCH_BYTES", str(1 << 30)))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
@@ -97,6 +97,7 @@ def child_write(folder: str) -> None:
                 "path": str(published.path),
                 "size_bytes": published.size_bytes,
                 "records": published.record_count,
+                "peak_rss_mb": own_peak_rss_mb(),
             }
         )
     )
@@ -113,7 +114,15 @@ def child_verify(path: str, mode: str) -> None:
         pass
     assert reader.result is not None
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "records": reader.result.record_count}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "records": reader.result.record_count,
+                "peak_rss_mb": own_peak_rss_mb(),
+            }
+        )
+    )
 
 
 def child_bare_decode(path: str, mode: str) -> None:
@@ -136,7 +145,8 @@ def child_bare_decode(path: str, mode: str) -> None:
                 break
             decoder.decode(line)
             count += 1
-    print(json.dumps({"seconds": time.perf_counter() - started, "lines": count}))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "lines": count, "peak_rss_mb": own_peak_rss_mb()}))
 
 
 def child_openssl(path: str) -> None:
@@ -218,19 +228,22 @@ def _report(
         "verify_framing_vs_openssl_sha256": round_ratio("openssl_sha256", "verify_framing"),
     }
     peak = max(figures[name]["peak_rss_mb"] for name in ("write", "verify_full", "verify_framing"))
-    met = (
-        min(
-            ratios["verify_full_vs_bare_decode_typed"], ratios["verify_full_vs_bare_decode_untyped"]
-        )
-        >= TARGET_RATIO
-    )
+    met = {
+        ceiling: ratios[f"verify_full_vs_bare_decode_{ceiling}"] >= TARGET_RATIO
+        for ceiling in ("typed", "untyped")
+    }
     figures["ratios"] = ratios
     figures["targets"] = {
         "verify_full_vs_bare_decode_min": TARGET_RATIO,
         "peak_rss_mb_max": TARGET_RSS_MB,
-        "ratio_met_against_both_ceilings": met,
+        "ratio_met_against_typed_loop": met["typed"],
+        "ratio_met_against_untyped_loop": met["untyped"],
         "rss_met": peak < TARGET_RSS_MB,
     }
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
     markdown = "\n".join(
         [
             "# batchformat throughput",
@@ -259,9 +272,14 @@ def _report(
             *[f"| {name} | {value:.2f} |" for name, value in ratios.items()],
             "",
             f"Target: full verification at >= {TARGET_RATIO} of the bare decode loop: "
-            f"{'met' if met else 'NOT met'} against both ceilings. "
+            f"{verdict(met['typed'])} against the loop decoding into the same types (the same "
+            f"decoding work), {verdict(met['untyped'])} against the untyped loop, whose lead is "
+            "the cost of typed decoding (UUIDs, timestamps, validation), not of verification. "
             f"Peak RSS {peak:.1f} MB (target < {TARGET_RSS_MB} MB): "
-            f"{'met' if peak < TARGET_RSS_MB else 'NOT met'}.",
+            f"{verdict(peak < TARGET_RSS_MB)}.",
+            "",
+            "This machine's CPU has no SHA extensions (SHA-256 runs at 180-400 MB/s here) and its "
+            "speed varies by up to 2x within minutes; compare ratios, not absolute figures.",
             "",
         ]
     )

@@ -8,7 +8,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,18 +41,18 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> Measurement
         raise RuntimeError(f"{argv[:3]} exited with {process.returncode}")
     lines = stdout.strip().splitlines()
     output: dict[str, Any] = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
-    return Measurement(output.get("seconds", wall), usage.ru_maxrss / 1024, output)
+    # ru_maxrss also counts the parent's pages the child had between fork and exec; a child
+    # that reports its own VmHWM (see own_peak_rss_mb) is measured exactly.
+    peak = output.get("peak_rss_mb", usage.ru_maxrss / 1024)
+    return Measurement(output.get("seconds", wall), peak, output)
 
 
-def python_child(code: str, *args: str) -> list[str]:
-    """argv running `code` with this interpreter."""
-    return [sys.executable, "-c", code, *args]
-
-
-def median_run(argv: list[str], repeat: int) -> Measurement:
-    """Run `repeat` times; the run with the median time (its own RSS)."""
-    runs = sorted((run_child(argv) for _ in range(repeat)), key=lambda m: m.seconds)
-    return runs[len(runs) // 2]
+def own_peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM) in MiB, for a child to report."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def machine() -> dict[str, Any]:
@@ -76,11 +75,6 @@ def write_report(name: str, figures: dict[str, Any], markdown: str) -> Path:
     path = RESULTS_DIR / f"{name}.md"
     path.write_text(markdown)
     return path
-
-
-def ratio(value: float, ceiling: float) -> float:
-    """value / ceiling, rounded for a report."""
-    return round(value / ceiling, 3) if ceiling else float("nan")
 
 
 def mb_per_s(size_bytes: int, seconds: float) -> float:
