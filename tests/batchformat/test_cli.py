@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from batchformat import Header, load_signing_key, write_batch
 
 CLI = str(Path(sys.executable).with_name("batchformat"))
 
@@ -133,3 +142,36 @@ def test_usage_errors_exit_with_2(args: list[str], tmp_path: Path, keys: Path) -
     result = run(*args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_verify_shows_progress_on_a_terminal(tmp_path: Path, keys: Path) -> None:
+    header = Header(
+        batch_id=uuid.uuid4(),
+        source="req-net",
+        destination="resp-net",
+        seq=1,
+        created_at=datetime.now(UTC),
+    )
+    records = ({"kind": "blob", "data": "x" * 1000} for _ in range(70_000))  # ~70 MB
+    batch = write_batch(tmp_path, header, records, load_signing_key(keys / "site-a.key")).path
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    process = subprocess.Popen(
+        [CLI, "verify", str(batch), "--trusted", str(keys / "site-a.pub")],
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    assert process.wait(timeout=60) == 0
+    assert b"verify: 100%" in output
+    assert b"ok: " in output
