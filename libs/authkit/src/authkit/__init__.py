@@ -1,0 +1,1 @@
+"""authkit: passwords, tokens, sessions and login limits both services share."""

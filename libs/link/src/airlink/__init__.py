@@ -1,0 +1,1 @@
+"""airlink: the link protocol both services share (docs/link-protocol.md)."""
