@@ -1,0 +1,1 @@
+"""response-processor: the users authority and request processing on the response network."""

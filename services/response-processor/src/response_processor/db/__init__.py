@@ -1,0 +1,1 @@
+"""The processor database: Piccolo tables, migrations and seeds."""

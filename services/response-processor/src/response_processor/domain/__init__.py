@@ -1,0 +1,1 @@
+"""What the processor does with its data, independent of HTTP and of jobs."""

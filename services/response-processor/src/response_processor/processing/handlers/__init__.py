@@ -1,0 +1,1 @@
+"""Request handlers: the built-ins and the interface operators' own handlers implement."""

@@ -1,0 +1,139 @@
+"""A request's way through the processor, as database transitions.
+
+Every final outcome is written together with the response record for the gateway, in one
+transaction, and only if the request is not final yet: however often a job runs (a worker
+killed mid-run is run again), a request is answered exactly once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+
+from airlink.outbox import enqueue
+from airlink.records import Response, ResponseError, ResponseStatus
+from servicekit.database import Connection
+
+FINAL_STATUSES: Final = ("completed", "failed", "cancelled", "rejected")
+UNFINISHED_STATUSES: Final = ("received", "processing")
+
+LOAD_SQL: Final = """
+    SELECT r.id, r.user_id, r.type, r.payload, r.status, r.attempts, r.trace_id,
+           r.cancel_requested, u.active AS user_active,
+           p.allowed_request_types, p.max_payload_bytes
+    FROM request r
+    LEFT JOIN app_user u ON u.id = r.user_id
+    LEFT JOIN profile_type p ON p.name = u.profile_type
+    WHERE r.id = $1
+"""
+START_SQL: Final = """
+    UPDATE request
+    SET status = 'processing', attempts = attempts + 1, started_at = coalesce(started_at, now())
+    WHERE id = $1 AND status IN ('received', 'processing')
+    RETURNING attempts
+"""
+FINISH_SQL: Final = """
+    UPDATE request
+    SET status = $2, result = $3::jsonb, error_code = $4, error_message = $5, finished_at = $6
+    WHERE id = $1 AND status IN ('received', 'processing')
+    RETURNING trace_id, attempts
+"""
+DEAD_LETTER_SQL: Final = """
+    INSERT INTO dead_letter (request, error_code, error_message, attempts)
+    VALUES ($1, $2, $3, $4)
+"""
+
+Refusal = tuple[str, str]  # (error code, message)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestToRun:
+    """A request as a job sees it, with what decides whether it may run."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    type: str
+    payload: Any
+    status: str
+    attempts: int
+    trace_id: str
+    cancel_requested: bool
+    user_active: bool | None  # None: no such user
+    allowed_request_types: list[str] | None
+    max_payload_bytes: int | None
+
+    @property
+    def is_final(self) -> bool:
+        """Whether an outcome was recorded already."""
+        return self.status in FINAL_STATUSES
+
+    def refusal(self, payload_bytes: int) -> Refusal | None:
+        """Why this request must be answered with an error instead of run, if it must."""
+        if self.user_active is None:
+            return "user_unknown", "the user does not exist on the response network"
+        if not self.user_active:
+            return "user_inactive", "the user is deactivated"
+        if self.type not in (self.allowed_request_types or []):
+            return "type_not_allowed", f"the user's profile does not allow {self.type!r}"
+        if self.max_payload_bytes is not None and payload_bytes > self.max_payload_bytes:
+            return "payload_too_large", f"the payload exceeds {self.max_payload_bytes} bytes"
+        return None
+
+
+async def load_request(connection: Connection, request_id: uuid.UUID) -> RequestToRun | None:
+    """The request with its user's and profile's facts, in one query."""
+    row = await connection.fetchrow(LOAD_SQL, request_id)
+    if row is None:
+        return None
+    values = dict(row)
+    values["payload"] = msgspec.json.decode(values["payload"])
+    return RequestToRun(**values)
+
+
+async def start(connection: Connection, request_id: uuid.UUID) -> int | None:
+    """Mark the request as processing; its attempt number, or None if it is final already."""
+    attempts: int | None = await connection.fetchval(START_SQL, request_id)
+    return attempts
+
+
+async def finish(
+    connection: Connection,
+    request_id: uuid.UUID,
+    status: ResponseStatus,
+    *,
+    result: Any = None,
+    error: ResponseError | None = None,
+    dead_letter: bool = False,
+) -> bool:
+    """Record the final outcome and queue its response, once; False if it was final already."""
+    finished_at = datetime.now(UTC)
+    async with connection.transaction():
+        row = await connection.fetchrow(
+            FINISH_SQL,
+            request_id,
+            status,
+            None if result is None else msgspec.json.encode(result).decode(),
+            error.code if error else None,
+            error.message if error else None,
+            finished_at,
+        )
+        if row is None:
+            return False
+        if dead_letter and error is not None:
+            await connection.execute(
+                DEAD_LETTER_SQL, request_id, error.code, error.message, row["attempts"]
+            )
+        response = Response(
+            request_id=request_id,
+            status=status,
+            result=result,
+            error=error,
+            finished_at=finished_at,
+            trace_id=row["trace_id"],
+        )
+        await enqueue(connection, [response])
+    return True
