@@ -1,1 +1,1 @@
-"""authkit: passwords, tokens, sessions and login limits both services share."""
+"""authkit: passwords, tokens, sessions, login limits, middleware and guards both APIs share."""

@@ -9,17 +9,22 @@ its engine and apps from a configuration module once per process (`servicekit.pi
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 import asyncpg
 
 # Any fixed 64-bit number that no other advisory lock of ours uses.
 MIGRATION_LOCK_ID: Final = 0x41_69_72_6C_6F_63_6B  # "Airlock"
 _RUN_PICCOLO: Final = "import sys; from piccolo.main import main; sys.exit(main())"
+_ID_LINE: Final = re.compile(r"^ID\s*=\s*['\"](?P<id>[^'\"]+)['\"]", re.MULTILINE)
+NOTHING_TO_DO: Final = "No migrations need to be run"
 
 
 class MigrationError(Exception):
@@ -37,11 +42,46 @@ async def migrate(dsn: str, apps: Sequence[str], *, timeout_s: float = 600.0) ->
         async with asyncio.timeout(timeout_s):
             await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
         try:
+            # Most starts find nothing to do: say so without starting Piccolo's process.
+            if not await pending_migrations(connection, apps):
+                return NOTHING_TO_DO
             return await asyncio.to_thread(_run_forwards, dsn, apps, timeout_s)
         finally:
             await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
     finally:
         await connection.close()
+
+
+async def pending_migrations(
+    connection: asyncpg.Connection[Any], apps: Sequence[str]
+) -> list[tuple[str, str]]:
+    """(app name, migration id) of every migration of `apps` the database has not run."""
+    known = [
+        (name, migration_id)
+        for name, folder in map(_app_folder, apps)
+        for migration_id in _migration_ids(folder)
+    ]
+    has_table = await connection.fetchval("SELECT to_regclass('migration') IS NOT NULL")
+    ran: set[tuple[str, str]] = set()
+    if has_table:
+        rows = await connection.fetch("SELECT app_name, name FROM migration")
+        ran = {(row["app_name"], row["name"]) for row in rows}
+    return [entry for entry in known if entry not in ran]
+
+
+def _app_folder(app_module: str) -> tuple[str, Path]:
+    config = importlib.import_module(app_module).APP_CONFIG
+    return config.app_name, Path(config.resolved_migrations_folder_path)
+
+
+def _migration_ids(folder: Path) -> list[str]:
+    """Migration ids read from the files (Piccolo keeps each in a top-level `ID = "..."`)."""
+    ids = []
+    for path in sorted(folder.glob("*.py")):
+        match = _ID_LINE.search(path.read_text(encoding="utf-8"))
+        if match:
+            ids.append(match["id"])
+    return ids
 
 
 def _run_forwards(dsn: str, apps: Sequence[str], timeout_s: float) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 import tomllib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import asyncpg
 import msgspec
 
 from airlink.outbox import enqueue
@@ -17,10 +19,14 @@ from authkit.passwords import hash_password
 from response_processor.domain import audit
 from response_processor.domain.profile_types import ProfileTypeIn, get_profile_type
 from response_processor.domain.users import user_records
+from response_processor.settings import ProcessorSettings
 from servicekit.database import Connection
+from servicekit.migrations import migrate
 
 SEED_FILE: Final = Path(__file__).parents[1] / "db" / "seed" / "profile_types.toml"
 SEED_KIND: Final = "profile_type"
+APPS: Final = ["airlink.piccolo_app", "authkit.piccolo_app", "response_processor.db.piccolo_app"]
+BOOTSTRAP_LOCK_ID: Final = 0x50_72_6F_63_42_6F_6F_74  # "ProcBoot"
 
 
 class SeedFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -81,18 +87,35 @@ async def seed_profile_types(conn: Connection, seed: SeedFile) -> list[str]:
     return created
 
 
+async def prepare_database(dsn: str, settings: ProcessorSettings) -> CreatedAdmin | None:
+    """Migrate, seed, and create the bootstrap admin if there is none; safe to run anywhere.
+
+    Several processes starting at once (API, workers, replicas) take turns: migrations under
+    servicekit's lock, the rest under the processor's own advisory lock.
+    """
+    await migrate(dsn, APPS)
+    connection = await asyncpg.connect(dsn)
+    try:
+        async with connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", BOOTSTRAP_LOCK_ID)
+            await seed_profile_types(connection, read_seed())
+            return await ensure_admin(
+                connection, settings.admin_username, settings.admin_password_file
+            )
+    finally:
+        await connection.close()
+
+
 async def ensure_admin(
-    conn: Connection, username: str, password_file: Path | None, profile_type: str
+    conn: Connection, username: str, password_file: Path | None
 ) -> CreatedAdmin | None:
     """Create the bootstrap admin if no admin exists; it must change its password first."""
     if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM app_user WHERE 'admin' = ANY(roles))"):
         return None
-    return await create_admin(conn, username, password_file, profile_type)
+    return await create_admin(conn, username, password_file)
 
 
-async def create_admin(
-    conn: Connection, username: str, password_file: Path | None, profile_type: str
-) -> CreatedAdmin:
+async def create_admin(conn: Connection, username: str, password_file: Path | None) -> CreatedAdmin:
     """An admin with a password from the file, or generated; flagged must-change."""
     generated = password_file is None
     if password_file is None:
@@ -102,6 +125,12 @@ async def create_admin(
         password = text.rstrip("\n")
     password_hash = await hash_password(password)
     async with conn.transaction():
+        # Admins need a profile type like everyone: the seeded `standard`, else the first.
+        profile_type = await conn.fetchval(
+            "SELECT name FROM profile_type ORDER BY name <> 'standard', name LIMIT 1"
+        )
+        if profile_type is None:
+            raise RuntimeError("no profile type exists: create one before an admin")
         user_id = uuid.uuid4()
         await conn.execute(
             """INSERT INTO app_user (id, username, password_hash, roles, profile_type,
@@ -117,3 +146,11 @@ async def create_admin(
             conn, audit.SYSTEM, audit.Action.ADMIN_CREATED, target=f"user:{username}"
         )
     return CreatedAdmin(username, password, generated)
+
+
+def announce(created: CreatedAdmin) -> None:
+    """Tell the operator about a new admin: the password once, on stderr, never in a log."""
+    lines = [f"Admin {created.username!r} created; it must change its password at first login."]
+    if created.generated:
+        lines.append(f"Generated password (shown once): {created.password}")
+    print("\n".join(lines), file=sys.stderr, flush=True)

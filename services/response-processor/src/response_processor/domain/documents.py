@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Final
 
 import msgspec
@@ -71,3 +72,31 @@ async def load_documents(connection: Connection, documents: Sequence[DocumentIn]
     )
     inserted = sum(1 for row in rows if row["inserted"])
     return LoadResult(inserted=inserted, updated=len(rows) - inserted, ids=ids)
+
+
+class DocumentSummary(msgspec.Struct, frozen=True):
+    """A document in a listing: no body."""
+
+    id: uuid.UUID
+    title: str
+    body_chars: int
+    created_at: datetime
+
+
+async def list_documents(
+    conn: Connection, *, after: uuid.UUID | None, limit: int
+) -> list[DocumentSummary]:
+    """Documents by id, `limit` at a time after `after`."""
+    rows = await conn.fetch(
+        """SELECT id, title, length(body) AS body_chars, created_at FROM document
+           WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2""",
+        after,
+        limit,
+    )
+    return [DocumentSummary(**dict(row)) for row in rows]
+
+
+async def delete_document(conn: Connection, document_id: uuid.UUID) -> bool:
+    """Delete one document; False if there was none."""
+    deleted = await conn.fetchval("DELETE FROM document WHERE id = $1 RETURNING true", document_id)
+    return bool(deleted)

@@ -95,8 +95,8 @@ async def create_user(conn: Connection, data: UserIn, actor: audit.Actor) -> Use
         row = await conn.fetchrow(
             f"""INSERT INTO app_user (id, username, password_hash, roles, profile_type,
                                       must_change_password)
-                SELECT $1, $2, $3, $4, $5, $6
-                WHERE NOT EXISTS (SELECT 1 FROM app_user WHERE lower(username) = lower($2))
+                SELECT $1, $2::text, $3, $4, $5, $6
+                WHERE NOT EXISTS (SELECT 1 FROM app_user WHERE lower(username) = lower($2::text))
                 RETURNING {COLUMNS}""",  # noqa: S608
             uuid.uuid4(),
             data.username,

@@ -15,7 +15,7 @@ STATEMENTS = [
         || setweight(to_tsvector('english', coalesce(body, '')), 'B')) STORED""",
     "CREATE INDEX document_search_idx ON document USING gin (search)",
     "CREATE UNIQUE INDEX app_user_username_lower_idx ON app_user (lower(username))",
-    """CREATE INDEX request_unfinished_idx ON request (received_at)
+    """CREATE INDEX request_unfinished_idx ON request (id)
         WHERE status IN ('received', 'processing')""",
     "CREATE INDEX request_user_created_idx ON request (user_id, created_at DESC)",
     "CREATE UNIQUE INDEX seed_applied_kind_name_idx ON seed_applied (kind, name)",

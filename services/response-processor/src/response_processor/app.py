@@ -1,0 +1,112 @@
+"""The composition root of the processor's HTTP API."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Final
+
+from litestar import Litestar, Router
+from litestar.openapi import OpenAPIConfig
+
+from authkit.guards import password_change_guard
+from authkit.identity import AuthUser
+from authkit.middleware import AuthConfig, auth_middleware
+from authkit.tokens import AccessTokenVerifier
+from response_processor.api.audit import read_audit
+from response_processor.api.auth import AuthController, me
+from response_processor.api.documents import DocumentsController
+from response_processor.api.guards import address_guard, parse_networks
+from response_processor.api.profile_types import ProfileTypesController
+from response_processor.api.requests import DeadLettersController, RequestsController
+from response_processor.api.users import UsersController
+from response_processor.runtime import Runtime, open_runtime
+from response_processor.settings import ProcessorSettings
+from servicekit.health import HealthCheck, folder_check, postgres_check, redis_check
+from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
+
+VERSION: Final = "0.1.0"
+MIN_FREE_BYTES: Final = 100 * 1024 * 1024
+
+LOAD_USER_SQL: Final = """
+    SELECT id, roles, session_version, must_change_password, active FROM app_user WHERE id = $1
+"""
+
+
+def create_app(settings: ProcessorSettings) -> Litestar:
+    """The Litestar app; its lifespan opens the runtime (database, Redis, keys, link)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with open_runtime(settings) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    async def load_user(user_id: uuid.UUID) -> AuthUser | None:
+        # Read fresh on every request: a deactivation or password change applies at once.
+        runtime: Runtime = app.state.runtime
+        async with runtime.pool.acquire() as conn:
+            row = await conn.fetchrow(LOAD_USER_SQL, user_id)
+        if row is None:
+            return None
+        return AuthUser(
+            id=row["id"],
+            roles=frozenset(row["roles"]),
+            session_version=row["session_version"],
+            must_change_password=row["must_change_password"],
+            active=row["active"],
+        )
+
+    verifier = AccessTokenVerifier(
+        settings.jwt_secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        algorithm=settings.jwt_algorithm,
+    )
+    api = Router(
+        path="/",
+        guards=[address_guard(parse_networks(settings.admin_allowed_networks))],
+        route_handlers=[
+            AuthController,
+            me,
+            UsersController,
+            ProfileTypesController,
+            RequestsController,
+            DeadLettersController,
+            DocumentsController,
+            read_audit,
+        ],
+    )
+    app = Litestar(
+        route_handlers=[api],
+        plugins=[
+            ServiceKitPlugin(
+                ServiceKitConfig(
+                    service="response-processor",
+                    health_checks=lambda app: health_checks(app.state.runtime),
+                    cors_origins=settings.cors_origins,
+                    max_body_bytes=settings.max_body_bytes,
+                )
+            )
+        ],
+        middleware=[auth_middleware(AuthConfig(verifier=verifier, load_user=load_user))],
+        guards=[password_change_guard],
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="Airlock response processor", version=VERSION, path="/schema"
+        ),
+    )
+    return app
+
+
+def health_checks(runtime: Runtime) -> Sequence[HealthCheck]:
+    """Database, Redis and the drop zones are critical; the link's freshness is not."""
+    settings = runtime.settings
+    return [
+        postgres_check(runtime.pool),
+        redis_check(runtime.redis),
+        folder_check(settings.outbox_path, min_free_bytes=MIN_FREE_BYTES, name="outbox"),
+        folder_check(settings.inbox_path, min_free_bytes=MIN_FREE_BYTES, name="inbox"),
+        runtime.link.health_check(),
+    ]

@@ -1,0 +1,114 @@
+"""`response-processor serve|worker|migrate|create-admin`.
+
+Exit codes: 0 ok, 1 failure (details on stderr), 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+import asyncpg
+import structlog
+
+from response_processor.domain.bootstrap import (
+    CreatedAdmin,
+    announce,
+    create_admin,
+    prepare_database,
+)
+from response_processor.settings import ProcessorSettings, load
+from servicekit.embedded import resolve_service_urls
+from servicekit.logs import configure_logging
+from servicekit.migrations import MigrationError
+from servicekit.settings import SettingsError, settings_for_log
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+
+log = structlog.get_logger("response_processor")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="response-processor",
+        description="Airlock's response processor (settings: PROCESSOR_* variables).",
+        epilog="Exit codes: 0 ok, 1 failure, 2 usage or configuration error.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("serve", help="the admin HTTP API (port 8001 by default)")
+    commands.add_parser("worker", help="run requests (arq), the link and reconciliation")
+    commands.add_parser("migrate", help="apply migrations, seed profile types, make the admin")
+    admin = commands.add_parser("create-admin", help="add an admin who must change password")
+    admin.add_argument("--username", required=True)
+    admin.add_argument("--password-file", type=Path, help="default: generate and print one")
+    args = parser.parse_args(argv)
+    try:
+        settings = load()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging("response-processor", json=settings.json_logs, level=settings.log_level)
+    log.info("starting", command=args.command, settings=settings_for_log(settings))
+    try:
+        return _dispatch(args, settings)
+    except MigrationError as exc:
+        print(f"error: {exc}\n{exc.output}", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, asyncpg.PostgresError) as exc:
+        log.error("failed", command=args.command, error=f"{type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+
+
+def _dispatch(args: argparse.Namespace, settings: ProcessorSettings) -> int:
+    if args.command == "serve":
+        from response_processor.server import serve
+
+        asyncio.run(serve(settings))
+    elif args.command == "worker":
+        from response_processor.processing.worker import run_worker
+
+        asyncio.run(run_worker(settings))
+    elif args.command == "migrate":
+        asyncio.run(_migrate(settings))
+    else:
+        announce(asyncio.run(_create_admin(settings, args.username, args.password_file)))
+    return EXIT_OK
+
+
+async def _migrate(settings: ProcessorSettings) -> None:
+    services = resolve_service_urls(
+        settings.database_url, settings.redis_url, settings.data_dir, database="processor"
+    )
+    try:
+        created = await prepare_database(services.database_url, settings)
+        if created is not None:
+            announce(created)
+    finally:
+        services.stop()
+
+
+async def _create_admin(
+    settings: ProcessorSettings, username: str, password_file: Path | None
+) -> CreatedAdmin:
+    services = resolve_service_urls(
+        settings.database_url, settings.redis_url, settings.data_dir, database="processor"
+    )
+    try:
+        connection = await asyncpg.connect(services.database_url)
+        try:
+            return await create_admin(connection, username, password_file)
+        finally:
+            await connection.close()
+    finally:
+        services.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Reading requests, and putting dead-lettered ones back in the queue."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Final, Literal
+
+import msgspec
+
+from response_processor.domain import audit
+from response_processor.errors import ProcessorErrorCode, conflict, not_found
+from servicekit.database import Connection
+
+Status = Literal["received", "processing", "completed", "failed", "cancelled", "rejected"]
+
+COLUMNS: Final = (
+    "id, user_id, type, payload, status, attempts, result, error_code, error_message, trace_id, "
+    "created_at, received_at, started_at, finished_at"
+)
+
+
+class ErrorOut(msgspec.Struct, frozen=True):
+    """Why a request did not complete."""
+
+    code: str
+    message: str
+
+
+class RequestOut(msgspec.Struct, frozen=True):
+    """A request as operators see it."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    type: str
+    status: str
+    payload: Any
+    response: Any
+    error: ErrorOut | None
+    attempts: int
+    trace_id: str
+    created_at: datetime
+    received_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class DeadLetterOut(msgspec.Struct, frozen=True):
+    """A request that failed its last try."""
+
+    id: int
+    request_id: uuid.UUID
+    type: str
+    error: ErrorOut
+    attempts: int
+    created_at: datetime
+    retried_at: datetime | None
+
+
+def _request(row: Any) -> RequestOut:
+    error = ErrorOut(row["error_code"], row["error_message"] or "") if row["error_code"] else None
+    return RequestOut(
+        id=row["id"],
+        user_id=row["user_id"],
+        type=row["type"],
+        status=row["status"],
+        payload=msgspec.json.decode(row["payload"]),
+        response=None if row["result"] is None else msgspec.json.decode(row["result"]),
+        error=error,
+        attempts=row["attempts"],
+        trace_id=row["trace_id"],
+        created_at=row["created_at"],
+        received_at=row["received_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+async def get_request(conn: Connection, request_id: uuid.UUID) -> RequestOut:
+    """One request, or 404."""
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM request WHERE id = $1", request_id)  # noqa: S608
+    if row is None:
+        raise not_found(ProcessorErrorCode.REQUEST_NOT_FOUND, "the request")
+    return _request(row)
+
+
+async def list_requests(
+    conn: Connection,
+    *,
+    status: Status | None,
+    user_id: uuid.UUID | None,
+    before: datetime | None,
+    limit: int,
+) -> list[RequestOut]:
+    """Newest first, filtered; page with `before` = the last `received_at` seen."""
+    rows = await conn.fetch(
+        f"""SELECT {COLUMNS} FROM request
+            WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR user_id = $2)
+              AND ($3::timestamptz IS NULL OR received_at < $3)
+            ORDER BY received_at DESC, id LIMIT $4""",  # noqa: S608
+        status,
+        user_id,
+        before,
+        limit,
+    )
+    return [_request(row) for row in rows]
+
+
+async def list_dead_letters(
+    conn: Connection, *, open_only: bool, after_id: int | None, limit: int
+) -> list[DeadLetterOut]:
+    """Dead letters, oldest first (open ones only by default)."""
+    rows = await conn.fetch(
+        """SELECT d.id, d.request AS request_id, r.type, d.error_code, d.error_message,
+                  d.attempts, d.created_at, d.retried_at
+           FROM dead_letter d JOIN request r ON r.id = d.request
+           WHERE (NOT $1 OR d.retried_at IS NULL) AND ($2::bigint IS NULL OR d.id > $2)
+           ORDER BY d.id LIMIT $3""",
+        open_only,
+        after_id,
+        limit,
+    )
+    return [
+        DeadLetterOut(
+            id=row["id"],
+            request_id=row["request_id"],
+            type=row["type"],
+            error=ErrorOut(row["error_code"], row["error_message"]),
+            attempts=row["attempts"],
+            created_at=row["created_at"],
+            retried_at=row["retried_at"],
+        )
+        for row in rows
+    ]
+
+
+async def reopen_dead_letter(
+    conn: Connection, dead_letter_id: int, actor: audit.Actor
+) -> uuid.UUID:
+    """Mark the dead letter retried and its request received again; return the request id.
+
+    The caller queues the job after commit. The request's final answer already went to the
+    gateway: the new outcome follows as a later response.
+    """
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT request, retried_at FROM dead_letter WHERE id = $1 FOR UPDATE",
+            dead_letter_id,
+        )
+        if row is None:
+            raise not_found(ProcessorErrorCode.DEAD_LETTER_NOT_FOUND, "the dead letter")
+        if row["retried_at"] is not None:
+            raise conflict(ProcessorErrorCode.DEAD_LETTER_ALREADY_RETRIED, "already retried")
+        request_id: uuid.UUID = row["request"]
+        await conn.execute(
+            "UPDATE dead_letter SET retried_at = now(), retried_by = $2 WHERE id = $1",
+            dead_letter_id,
+            actor.id,
+        )
+        await conn.execute(
+            """UPDATE request SET status = 'received', attempts = 0, result = NULL,
+                   error_code = NULL, error_message = NULL, started_at = NULL, finished_at = NULL
+               WHERE id = $1""",
+            request_id,
+        )
+        await audit.record(
+            conn, actor, audit.Action.DEAD_LETTER_RETRIED, target=f"request:{request_id}"
+        )
+    return request_id

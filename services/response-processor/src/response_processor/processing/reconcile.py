@@ -1,0 +1,65 @@
+"""Redis is never the source of truth: unfinished requests are put back in the queue."""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+import structlog
+from arq import ArqRedis
+
+from response_processor.processing import metrics
+from response_processor.processing.queue import enqueue_requests
+from servicekit.database import Pool
+
+BATCH: Final = 5_000
+
+UNFINISHED_SQL: Final = """
+    SELECT id FROM request
+    WHERE status IN ('received', 'processing') AND ($1::uuid IS NULL OR id > $1)
+    ORDER BY id LIMIT $2
+"""
+STATS_SQL: Final = """
+    SELECT count(*) AS unfinished,
+           coalesce(extract(epoch FROM now() - min(received_at)), 0) AS oldest_s
+    FROM request WHERE status IN ('received', 'processing')
+"""
+
+log = structlog.get_logger("response_processor.reconcile")
+
+
+async def reconcile(pool: Pool, arq: ArqRedis) -> int:
+    """Queue every unfinished request that has no job (after a restart or a Redis loss).
+
+    Job ids are request ids: a request whose job is queued or running is left alone by arq,
+    so this is safe to run at any time, from any number of workers.
+    """
+    started = time.perf_counter()
+    queued = 0
+    after = None
+    while True:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(UNFINISHED_SQL, after, BATCH)
+        if not rows:
+            break
+        queued += await enqueue_requests(arq, (row["id"] for row in rows))
+        after = rows[-1]["id"]
+    await refresh_gauges(pool, arq)
+    if queued:
+        metrics.RECONCILED.inc(queued)
+        log.info(
+            "requests_reenqueued",
+            count=queued,
+            duration_ms=round((time.perf_counter() - started) * 1000),
+        )
+    return queued
+
+
+async def refresh_gauges(pool: Pool, arq: ArqRedis) -> None:
+    """Unfinished count, oldest unfinished age and queue depth, for the metrics."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(STATS_SQL)
+    assert row is not None
+    metrics.UNFINISHED.set(row["unfinished"])
+    metrics.OLDEST_UNFINISHED.set(float(row["oldest_s"]))
+    metrics.QUEUE_DEPTH.set(await arq.zcard(arq.default_queue_name))

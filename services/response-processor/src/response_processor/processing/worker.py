@@ -1,0 +1,96 @@
+"""`response-processor worker`: arq jobs, the link, and reconciliation, in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+from arq import Worker
+from arq.worker import func
+
+from response_processor.processing.handlers.registry import load_registry
+from response_processor.processing.jobs import JOB_NAME, JobResources, JobSettings, process_request
+from response_processor.processing.reconcile import reconcile
+from response_processor.runtime import Runtime, open_runtime
+from response_processor.settings import ProcessorSettings
+
+# arq's own try limit must stay above ours: the job itself decides when to give up (it
+# counts tries in PostgreSQL, which survives a Redis loss), arq must never drop it silently.
+ARQ_EXTRA_TRIES = 3
+POLL_DELAY_S = 0.05
+
+log = structlog.get_logger("response_processor.worker")
+
+
+def job_settings(settings: ProcessorSettings) -> JobSettings:
+    """Timeouts and retries from the settings."""
+    return JobSettings(
+        default_timeout_s=settings.job_timeout_s,
+        timeouts=settings.job_timeouts,
+        max_tries=settings.max_tries,
+        backoff_s=settings.retry_backoff_s,
+    )
+
+
+def build_worker(runtime: Runtime) -> Worker:
+    """The arq worker, on the runtime's Redis pool, with the handlers of this installation."""
+    settings = runtime.settings
+    handlers = load_registry()
+    jobs = job_settings(settings)
+    longest = max(
+        [jobs.default_timeout_s, *jobs.timeouts.values()]
+        + [handler.timeout_s or 0 for handler in handlers.values()]
+    )
+    resources = JobResources(runtime.pool, handlers, jobs)
+    return Worker(
+        functions=[
+            func(process_request, name=JOB_NAME, max_tries=jobs.max_tries + ARQ_EXTRA_TRIES)
+        ],
+        redis_pool=runtime.arq,
+        handle_signals=False,
+        max_jobs=settings.worker_concurrency,
+        # Our own per-type timeout fires first; arq's is only the last resort.
+        job_timeout=longest + 30,
+        keep_result=0,  # a request's job id must be free again once it finished
+        poll_delay=POLL_DELAY_S,
+        ctx={"resources": resources},
+        log_results=False,
+    )
+
+
+async def run_worker(settings: ProcessorSettings) -> None:
+    """Run until SIGTERM or SIGINT: jobs, link, reconciliation."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_runtime(settings, pool_size=settings.worker_concurrency + 4) as runtime:
+        worker = build_worker(runtime)
+        log.info("worker_started", handlers=sorted(worker.ctx["resources"].handlers))
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                jobs = tasks.create_task(worker.async_run())
+                tasks.create_task(runtime.link.run(stop))
+                tasks.create_task(_reconcile_loop(runtime, stop))
+                await stop.wait()
+                jobs.cancel()
+        except* asyncio.CancelledError:
+            pass
+        finally:
+            await worker.close()
+            log.info("worker_stopped")
+
+
+async def _reconcile_loop(runtime: Runtime, stop: asyncio.Event) -> None:
+    interval = runtime.settings.reconcile_interval_s
+    while not stop.is_set():
+        try:
+            await reconcile(runtime.pool, runtime.arq)
+        except Exception as exc:
+            log.error("reconcile_failed", error=f"{type(exc).__name__}: {exc}")
+        try:
+            async with asyncio.timeout(interval):
+                await stop.wait()
+        except TimeoutError:
+            pass

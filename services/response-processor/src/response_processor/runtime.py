@@ -1,0 +1,135 @@
+"""The resources of a processor process: database, Redis, keys, tokens, the link.
+
+Both the HTTP server and the worker build one `Runtime` at start and close it at exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import redis.asyncio
+import structlog
+from arq import ArqRedis, create_pool
+from arq.connections import RedisSettings
+
+from airlink.records import ToProcessor
+from airlink.runner import Link
+from airlink.settings import LinkSettings
+from authkit.login_limits import LoginLimiter
+from authkit.tokens import AccessTokenIssuer, AccessTokenVerifier
+from batchformat import SigningKey, TrustedKeys
+from response_processor.db.engine import DB
+from response_processor.domain.bootstrap import announce, prepare_database
+from response_processor.keys import load_keys
+from response_processor.link.inbound import ProcessorInbound
+from response_processor.settings import ProcessorSettings
+from servicekit.database import Pool
+from servicekit.embedded import EmbeddedServices, resolve_service_urls
+from servicekit.redis_url import parse_redis_url
+
+log = structlog.get_logger("response_processor")
+
+
+@dataclass
+class Runtime:
+    """Everything a request handler or a job needs, built once per process."""
+
+    settings: ProcessorSettings
+    services: EmbeddedServices
+    pool: Pool
+    redis: redis.asyncio.Redis
+    arq: ArqRedis
+    issuer: AccessTokenIssuer
+    verifier: AccessTokenVerifier
+    login_limiter: LoginLimiter
+    signing_key: SigningKey
+    peer_keys: TrustedKeys | None
+    link: Link[Any]
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: ProcessorSettings, *, pool_size: int = 10
+) -> AsyncIterator[Runtime]:
+    """Build the runtime (starting embedded servers where no URL is set); close it after.
+
+    The database is migrated and bootstrapped first (idempotent; a new admin's password is
+    shown once on stderr).
+    """
+    services = resolve_service_urls(
+        settings.database_url, settings.redis_url, settings.data_dir, database="processor"
+    )
+    try:
+        created = await prepare_database(services.database_url, settings)
+        if created is not None:
+            announce(created)
+        for folder in (settings.outbox_path, settings.inbox_path):
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        await DB.open(services.database_url, min_size=1, max_size=pool_size)
+        assert DB.pool is not None
+        redis_address = parse_redis_url(services.redis_url)
+        client = redis.asyncio.Redis(**redis_address.redis_kwargs())
+        arq_pool = await create_pool(RedisSettings(**redis_address.arq_kwargs()))
+        signing_key, peer_keys = load_keys(settings)
+        runtime = Runtime(
+            settings=settings,
+            services=services,
+            pool=DB.pool,
+            redis=client,
+            arq=arq_pool,
+            issuer=AccessTokenIssuer(
+                settings.jwt_secret,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                algorithm=settings.jwt_algorithm,
+                lifetime=timedelta(minutes=settings.access_token_minutes),
+            ),
+            verifier=AccessTokenVerifier(
+                settings.jwt_secret,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                algorithm=settings.jwt_algorithm,
+            ),
+            login_limiter=LoginLimiter(client),
+            signing_key=signing_key,
+            peer_keys=peer_keys,
+            link=Link(
+                DB.pool,
+                link_settings(settings),
+                signing_key=signing_key,
+                peer_keys=peer_keys,
+                inbound_records=ToProcessor,
+                handler=ProcessorInbound(),
+            ),
+        )
+        try:
+            yield runtime
+        finally:
+            runtime.link.close()
+            await arq_pool.aclose()
+            await client.aclose()
+    finally:
+        await DB.close()
+        services.stop()
+
+
+def link_settings(settings: ProcessorSettings) -> LinkSettings:
+    """The link's settings from the processor's."""
+    return LinkSettings(
+        network_id=settings.network_id,
+        peer_network_id=settings.peer_network_id,
+        outbox_dir=settings.outbox_path,
+        inbox_dir=settings.inbox_path,
+        export_window_s=settings.export_window_s,
+        max_batch_records=settings.max_batch_records,
+        ack_delay_s=settings.ack_delay_s,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        resend_after_s=settings.resend_after_s,
+        sweep_interval_s=settings.sweep_interval_s,
+        stale_after_s=settings.stale_after_s,
+    )

@@ -1,0 +1,160 @@
+"""The admin API: roles per route, validation errors, conflicts, and sync of every change."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+
+from response_processor.domain.bootstrap import read_seed, seed_profile_types
+from servicekit.database import Connection
+from tests.response_processor.conftest import Client, MakeMember
+
+
+async def outbox(db: Connection, kind: str) -> list[dict[str, Any]]:
+    rows = await db.fetch("SELECT record FROM link_outbox_item WHERE kind = $1 ORDER BY id", kind)
+    return [msgspec.json.decode(row["record"]) for row in rows]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/v1/users", None),
+        ("POST", "/api/v1/users", {}),
+        ("GET", "/api/v1/profile-types", None),
+        ("PATCH", "/api/v1/profile-types/standard", {"burst": 3}),
+        ("GET", "/api/v1/requests", None),
+        ("GET", "/api/v1/dead-letters", None),
+        ("POST", "/api/v1/documents", []),
+        ("GET", "/api/v1/audit", None),
+    ],
+)
+async def test_a_plain_user_has_no_access_here(
+    client: Client, make_member: MakeMember, method: str, path: str, body: Any
+) -> None:
+    member = await make_member(["user"])
+    response = await client.request(method, path, json=body, headers=member.headers)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "forbidden"
+
+
+async def test_operators_read_but_do_not_manage(client: Client, make_member: MakeMember) -> None:
+    operator = await make_member(["operator"])
+    assert (await client.get("/api/v1/users", headers=operator.headers)).status_code == 200
+    assert (await client.get("/api/v1/requests", headers=operator.headers)).status_code == 200
+    denied = await client.patch(
+        "/api/v1/profile-types/standard", json={"burst": 3}, headers=operator.headers
+    )
+    assert denied.status_code == 403
+    assert (await client.get("/api/v1/audit", headers=operator.headers)).status_code == 403
+
+
+async def test_nobody_gets_in_without_credentials(client: Client) -> None:
+    response = await client.get("/api/v1/users")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+
+
+async def test_creating_a_user_validates_every_field(client: Client, admin: dict[str, str]) -> None:
+    bad = await client.post(
+        "/api/v1/users",
+        json={"username": "x", "password": "p", "roles": ["root"], "profile_type": "standard"},
+        headers=admin,
+    )
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "validation_error"
+    assert "p" not in str(bad.json()["error"]["details"]).split("'")  # the password is not echoed
+    weak = await client.post(
+        "/api/v1/users",
+        json={"username": "valid-name", "password": "password", "roles": ["user"],
+              "profile_type": "standard"},
+        headers=admin,
+    )  # fmt: skip
+    assert weak.status_code == 400
+    assert weak.json()["error"]["code"] == "weak_password"
+    unknown_type = await client.post(
+        "/api/v1/users",
+        json={"username": "valid-name", "password": "a fine long password 1",
+              "roles": ["user"], "profile_type": "nonexistent"},
+        headers=admin,
+    )  # fmt: skip
+    assert unknown_type.status_code == 409
+    assert unknown_type.json()["error"]["code"] == "profile_type_unknown"
+
+
+async def test_usernames_are_unique_regardless_of_case(
+    client: Client, admin: dict[str, str], make_member: MakeMember
+) -> None:
+    member = await make_member()
+    again = await client.post(
+        "/api/v1/users",
+        json={"username": member.username.upper(), "password": "a fine long password 1",
+              "roles": ["user"], "profile_type": "standard"},
+        headers=admin,
+    )  # fmt: skip
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "username_taken"
+
+
+async def test_every_user_change_is_synced_with_a_higher_version(
+    client: Client, admin: dict[str, str], make_member: MakeMember, db: Connection
+) -> None:
+    member = await make_member()
+    await client.patch(f"/api/v1/users/{member.id}", json={"active": False}, headers=admin)
+    records = [r for r in await outbox(db, "user") if r["id"] == str(member.id)]
+    assert [(r["version"], r["active"]) for r in records] == [(1, True), (2, False)]
+    assert records[0]["password_hash"].startswith("$argon2id$")
+
+
+async def test_profile_types_are_created_changed_and_synced(
+    client: Client, admin: dict[str, str], db: Connection
+) -> None:
+    body = {
+        "name": "analysts",
+        "requests_per_minute": 120,
+        "burst": 30,
+        "allowed_request_types": ["echo", "documents.search"],
+        "max_payload_bytes": 10000,
+        "max_pending_requests": 50,
+    }
+    created = await client.post("/api/v1/profile-types", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    duplicate = await client.post("/api/v1/profile-types", json=body, headers=admin)
+    assert duplicate.status_code == 409
+    changed = await client.patch("/api/v1/profile-types/analysts", json={"burst": 5}, headers=admin)
+    assert changed.json()["burst"] == 5
+    assert changed.json()["version"] == 2
+    synced = [r for r in await outbox(db, "profile_type") if r["name"] == "analysts"]
+    assert [r["version"] for r in synced] == [1, 2]
+    missing = await client.patch("/api/v1/profile-types/nope", json={"burst": 5}, headers=admin)
+    assert missing.status_code == 404
+
+
+async def test_first_start_seeded_the_default_profile_types_once(
+    client: Client, admin: dict[str, str], db: Connection
+) -> None:
+    names = [p["name"] for p in (await client.get("/api/v1/profile-types", headers=admin)).json()]
+    assert {"standard", "restricted"} <= set(names)
+    # An operator's change survives a restart's seeding.
+    await client.patch("/api/v1/profile-types/restricted", json={"burst": 1}, headers=admin)
+    assert await seed_profile_types(db, read_seed()) == []
+    restricted = await client.get("/api/v1/profile-types/restricted", headers=admin)
+    assert restricted.json()["burst"] == 1
+
+
+async def test_the_audit_log_cannot_be_rewritten(db: Connection, admin: dict[str, str]) -> None:
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await db.execute("DELETE FROM audit_log")
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await db.execute("UPDATE audit_log SET action = 'nothing'")
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await db.execute("TRUNCATE audit_log")
+
+
+async def test_unknown_ids_are_404(client: Client, admin: dict[str, str]) -> None:
+    for path in (f"/api/v1/users/{uuid.uuid4()}", f"/api/v1/requests/{uuid.uuid4()}"):
+        response = await client.get(path, headers=admin)
+        assert response.status_code == 404
