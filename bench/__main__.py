@@ -6,11 +6,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import batchformat_bench, transfer_agent_bench
+from bench import batchformat_bench, link_bench, transfer_agent_bench
 
 BENCHMARKS: dict[str, Callable[[], Path]] = {
     "batchformat": batchformat_bench.run,
     "transfer-agent": transfer_agent_bench.run,
+    "link": link_bench.run,
 }
 
 

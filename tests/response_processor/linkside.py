@@ -9,8 +9,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from airlink.records import Cancel, Request
-from batchformat import Header, SigningKey, generate_key_pair, load_signing_key, write_batch
+import msgspec
+
+from airlink.records import Cancel, Request, ToGateway
+from batchformat import (
+    BatchReader,
+    Header,
+    SigningKey,
+    TrustedKeys,
+    generate_key_pair,
+    load_signing_key,
+    write_batch,
+)
+from response_processor.runtime import open_runtime
 from response_processor.settings import ProcessorSettings
 
 
@@ -54,3 +65,17 @@ def request(user_id: uuid.UUID, type_: str = "echo", **payload: Any) -> Request:
 def cancel(of: Request) -> Cancel:
     """The cancel of a request."""
     return Cancel(request_id=of.id, user_id=of.user_id, requested_at=datetime.now(UTC))
+
+
+async def exported_records(settings: ProcessorSettings, kind: str) -> list[dict[str, Any]]:
+    """Export what is queued, then read every batch in the outbox as the gateway would."""
+    async with open_runtime(settings) as runtime:
+        await runtime.link.export_once()
+    public_key = settings.signing_key_path.with_suffix(".pub")
+    trusted = TrustedKeys.from_files([public_key])
+    found = []
+    for path in sorted(settings.outbox_path.glob("*.jsonl")):
+        for record in BatchReader(path, trusted, ToGateway).records():
+            if type(record).__struct_config__.tag == kind:
+                found.append(msgspec.to_builtins(record))
+    return found

@@ -6,17 +6,13 @@ import uuid
 from typing import Any
 
 import asyncpg
-import msgspec
 import pytest
 
 from response_processor.domain.bootstrap import read_seed, seed_profile_types
+from response_processor.settings import ProcessorSettings
 from servicekit.database import Connection
 from tests.response_processor.conftest import Client, MakeMember
-
-
-async def outbox(db: Connection, kind: str) -> list[dict[str, Any]]:
-    rows = await db.fetch("SELECT record FROM link_outbox_item WHERE kind = $1 ORDER BY id", kind)
-    return [msgspec.json.decode(row["record"]) for row in rows]
+from tests.response_processor.linkside import exported_records
 
 
 @pytest.mark.parametrize(
@@ -100,17 +96,17 @@ async def test_usernames_are_unique_regardless_of_case(
 
 
 async def test_every_user_change_is_synced_with_a_higher_version(
-    client: Client, admin: dict[str, str], make_member: MakeMember, db: Connection
+    client: Client, admin: dict[str, str], make_member: MakeMember, settings: ProcessorSettings
 ) -> None:
     member = await make_member()
     await client.patch(f"/api/v1/users/{member.id}", json={"active": False}, headers=admin)
-    records = [r for r in await outbox(db, "user") if r["id"] == str(member.id)]
+    records = [r for r in await exported_records(settings, "user") if r["id"] == str(member.id)]
     assert [(r["version"], r["active"]) for r in records] == [(1, True), (2, False)]
     assert records[0]["password_hash"].startswith("$argon2id$")
 
 
 async def test_profile_types_are_created_changed_and_synced(
-    client: Client, admin: dict[str, str], db: Connection
+    client: Client, admin: dict[str, str], settings: ProcessorSettings
 ) -> None:
     body = {
         "name": "analysts",
@@ -127,7 +123,9 @@ async def test_profile_types_are_created_changed_and_synced(
     changed = await client.patch("/api/v1/profile-types/analysts", json={"burst": 5}, headers=admin)
     assert changed.json()["burst"] == 5
     assert changed.json()["version"] == 2
-    synced = [r for r in await outbox(db, "profile_type") if r["name"] == "analysts"]
+    synced = [
+        r for r in await exported_records(settings, "profile_type") if r["name"] == "analysts"
+    ]
     assert [r["version"] for r in synced] == [1, 2]
     missing = await client.patch("/api/v1/profile-types/nope", json={"burst": 5}, headers=admin)
     assert missing.status_code == 404

@@ -10,6 +10,8 @@ import msgspec
 import pytest
 from arq import Retry
 
+from airlink.records import Response, ToGateway
+from batchformat import BatchReader, TrustedKeys
 from response_processor.domain import audit
 from response_processor.domain.documents import DocumentIn, load_documents
 from response_processor.domain.requests import reopen_dead_letter
@@ -69,12 +71,16 @@ async def status_of(rt: Runtime, request_id: uuid.UUID) -> tuple[str, Any, str |
 
 
 async def responses(rt: Runtime, request_id: uuid.UUID) -> list[dict[str, Any]]:
-    async with rt.pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT record FROM link_outbox_item WHERE kind = 'response' ORDER BY id"
-        )
-    decoded = [msgspec.json.decode(row["record"]) for row in rows]
-    return [r for r in decoded if r["request_id"] == str(request_id)]
+    """The responses about one request that the processor sent, in order."""
+    await rt.link.export_once()
+    trusted = TrustedKeys.from_files([rt.settings.signing_key_path.with_suffix(".pub")])
+    sent = [
+        record
+        for path in sorted(rt.settings.outbox_path.glob("*.jsonl"))
+        for record in BatchReader(path, trusted, ToGateway).records()
+        if isinstance(record, Response) and record.request_id == request_id
+    ]
+    return [msgspec.to_builtins(record) for record in sent]
 
 
 async def test_an_echo_request_comes_back_completed_with_its_payload(

@@ -18,13 +18,13 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final, NamedTuple, TypeAlias
+from typing import Final, NamedTuple
 
 import asyncpg
 import msgspec
-from asyncpg.pool import PoolConnectionProxy
 
 from authkit.error_codes import AuthError, AuthErrorCode
+from servicekit.database import Connection
 
 __all__ = [
     "DEFAULT_FAMILY_LIFETIME",
@@ -55,7 +55,6 @@ DEFAULT_REFRESH_LIFETIME: Final = timedelta(days=14)
 DEFAULT_FAMILY_LIFETIME: Final = timedelta(days=30)
 
 # A plain connection, or one acquired from the service's pool.
-Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
 ISSUE_SQL: Final = """
 INSERT INTO auth_refresh_token

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Final
 
 from litestar import Litestar, Router
@@ -13,7 +13,6 @@ from litestar.openapi import OpenAPIConfig
 from authkit.guards import password_change_guard
 from authkit.identity import AuthUser
 from authkit.middleware import AuthConfig, auth_middleware
-from authkit.tokens import AccessTokenVerifier
 from response_processor.api.audit import read_audit
 from response_processor.api.auth import AuthController, me
 from response_processor.api.documents import DocumentsController
@@ -21,13 +20,12 @@ from response_processor.api.guards import address_guard, parse_networks
 from response_processor.api.profile_types import ProfileTypesController
 from response_processor.api.requests import DeadLettersController, RequestsController
 from response_processor.api.users import UsersController
-from response_processor.runtime import Runtime, open_runtime
+from response_processor.health import health_checks
+from response_processor.runtime import Runtime, open_runtime, token_pair
 from response_processor.settings import ProcessorSettings
-from servicekit.health import HealthCheck, folder_check, postgres_check, redis_check
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
 
 VERSION: Final = "0.1.0"
-MIN_FREE_BYTES: Final = 100 * 1024 * 1024
 
 LOAD_USER_SQL: Final = """
     SELECT id, roles, session_version, must_change_password, active FROM app_user WHERE id = $1
@@ -58,12 +56,7 @@ def create_app(settings: ProcessorSettings) -> Litestar:
             active=row["active"],
         )
 
-    verifier = AccessTokenVerifier(
-        settings.jwt_secret,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        algorithm=settings.jwt_algorithm,
-    )
+    _, verifier = token_pair(settings)
     api = Router(
         path="/",
         guards=[address_guard(parse_networks(settings.admin_allowed_networks))],
@@ -98,15 +91,3 @@ def create_app(settings: ProcessorSettings) -> Litestar:
         ),
     )
     return app
-
-
-def health_checks(runtime: Runtime) -> Sequence[HealthCheck]:
-    """Database, Redis and the drop zones are critical; the link's freshness is not."""
-    settings = runtime.settings
-    return [
-        postgres_check(runtime.pool),
-        redis_check(runtime.redis),
-        folder_check(settings.outbox_path, min_free_bytes=MIN_FREE_BYTES, name="outbox"),
-        folder_check(settings.inbox_path, min_free_bytes=MIN_FREE_BYTES, name="inbox"),
-        runtime.link.health_check(),
-    ]

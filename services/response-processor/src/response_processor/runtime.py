@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import redis.asyncio
 import structlog
 from arq import ArqRedis, create_pool
@@ -23,9 +24,9 @@ from airlink.settings import LinkSettings
 from authkit.login_limits import LoginLimiter
 from authkit.tokens import AccessTokenIssuer, AccessTokenVerifier
 from batchformat import SigningKey, TrustedKeys
-from response_processor.db.engine import DB
 from response_processor.domain.bootstrap import announce, prepare_database
 from response_processor.keys import load_keys
+from response_processor.link.hooks import LinkHooks
 from response_processor.link.inbound import ProcessorInbound
 from response_processor.settings import ProcessorSettings
 from servicekit.database import Pool
@@ -61,61 +62,56 @@ async def open_runtime(
     The database is migrated and bootstrapped first (idempotent; a new admin's password is
     shown once on stderr).
     """
-    services = resolve_service_urls(
-        settings.database_url, settings.redis_url, settings.data_dir, database="processor"
-    )
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        services = resolve_service_urls(
+            settings.database_url, settings.redis_url, settings.data_dir, database="processor"
+        )
+        stack.callback(services.stop)
         created = await prepare_database(services.database_url, settings)
         if created is not None:
             announce(created)
         for folder in (settings.outbox_path, settings.inbox_path):
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-        await DB.open(services.database_url, min_size=1, max_size=pool_size)
-        assert DB.pool is not None
+        pool = await asyncpg.create_pool(
+            services.database_url, min_size=1, max_size=pool_size, command_timeout=60
+        )
+        stack.push_async_callback(pool.close)
         redis_address = parse_redis_url(services.redis_url)
         client = redis.asyncio.Redis(**redis_address.redis_kwargs())
+        stack.push_async_callback(client.aclose)
         arq_pool = await create_pool(RedisSettings(**redis_address.arq_kwargs()))
+        stack.push_async_callback(arq_pool.aclose)
         signing_key, peer_keys = load_keys(settings)
-        runtime = Runtime(
-            settings=settings,
-            services=services,
-            pool=DB.pool,
-            redis=client,
-            arq=arq_pool,
-            issuer=AccessTokenIssuer(
-                settings.jwt_secret,
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-                algorithm=settings.jwt_algorithm,
-                lifetime=timedelta(minutes=settings.access_token_minutes),
-            ),
-            verifier=AccessTokenVerifier(
-                settings.jwt_secret,
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-                algorithm=settings.jwt_algorithm,
-            ),
-            login_limiter=LoginLimiter(client),
+        issuer, verifier = token_pair(settings)
+        hooks = LinkHooks(pool, arq_pool)
+        link: Link[Any] = Link(
+            pool,
+            link_settings(settings),
             signing_key=signing_key,
             peer_keys=peer_keys,
-            link=Link(
-                DB.pool,
-                link_settings(settings),
-                signing_key=signing_key,
-                peer_keys=peer_keys,
-                inbound_records=ToProcessor,
-                handler=ProcessorInbound(),
-            ),
+            inbound_records=ToProcessor,
+            handler=ProcessorInbound(),
+            after_import=hooks.after_import,
+            after_export=hooks.after_export,
         )
-        try:
-            yield runtime
-        finally:
-            runtime.link.close()
-            await arq_pool.aclose()
-            await client.aclose()
-    finally:
-        await DB.close()
-        services.stop()
+        stack.callback(link.close)
+        yield Runtime(
+            settings, services, pool, client, arq_pool, issuer, verifier,
+            LoginLimiter(client), signing_key, peer_keys, link,
+        )  # fmt: skip
+
+
+def token_pair(settings: ProcessorSettings) -> tuple[AccessTokenIssuer, AccessTokenVerifier]:
+    """The access-token issuer and verifier for the configured secret, issuer and audience."""
+    options: dict[str, Any] = {
+        "issuer": settings.jwt_issuer,
+        "audience": settings.jwt_audience,
+        "algorithm": settings.jwt_algorithm,
+    }
+    issuer = AccessTokenIssuer(
+        settings.jwt_secret, lifetime=timedelta(minutes=settings.access_token_minutes), **options
+    )
+    return issuer, AccessTokenVerifier(settings.jwt_secret, **options)
 
 
 def link_settings(settings: ProcessorSettings) -> LinkSettings:

@@ -26,6 +26,7 @@ class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str | None = None  # unset: an embedded Redis under data_dir
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8001
+    worker_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8011  # a worker's /health, /metrics
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] | None = None  # default: json in production
 

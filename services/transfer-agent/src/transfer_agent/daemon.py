@@ -13,8 +13,9 @@ import structlog
 from watchfiles import Change, awatch
 
 from batchformat import BatchName
+from servicekit.server import embedded_server
 from transfer_agent.config import AgentConfig
-from transfer_agent.http import build_app, http_server
+from transfer_agent.http import build_app
 from transfer_agent.route import RouteRunner
 
 PAUSED_RECHECK_S: Final = 5.0
@@ -56,7 +57,7 @@ class Agent:
         for runner in self.runners:
             runner.open()
         host, port = self.config.agent.host_port
-        server = http_server(build_app(self.runners), host, port)
+        server = embedded_server(build_app(self.runners), host, port)
         log.info(
             "agent_started",
             routes=[runner.name for runner in self.runners],

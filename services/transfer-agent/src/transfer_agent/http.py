@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-import uvicorn
 from litestar import Litestar
 
 from servicekit.health import HealthCheck, folder_check
@@ -50,20 +48,4 @@ def build_app(runners: Sequence[RouteRunner]) -> Litestar:
             )
         ],
         openapi_config=None,
-    )
-
-
-class HttpServer(uvicorn.Server):
-    """uvicorn inside the agent's event loop; the agent, not uvicorn, handles signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        """Leave signal handling to the agent."""
-        yield
-
-
-def http_server(app: Litestar, host: str, port: int) -> HttpServer:
-    """A server for `app` that `serve()` runs until `should_exit` is set."""
-    return HttpServer(
-        uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
     )

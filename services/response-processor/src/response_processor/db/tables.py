@@ -17,10 +17,11 @@ from piccolo.columns import (
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
-from response_processor.db.engine import DB
+# These classes are the schema (Piccolo writes the migrations from them); the service reads
+# and writes with SQL on its own asyncpg pool, which bulk paths need anyway.
 
 
-class ProfileType(Table, tablename="profile_type", db=DB):
+class ProfileType(Table, tablename="profile_type"):
     """What a user may submit and how fast: synced to the gateway."""
 
     name = Varchar(length=64, primary_key=True)
@@ -34,7 +35,7 @@ class ProfileType(Table, tablename="profile_type", db=DB):
     updated_at = Timestamptz(default=TimestamptzNow())
 
 
-class AppUser(Table, tablename="app_user", db=DB):
+class AppUser(Table, tablename="app_user"):
     """A user; the processor is the authority, the gateway holds synced copies."""
 
     id = UUID(primary_key=True)
@@ -52,7 +53,7 @@ class AppUser(Table, tablename="app_user", db=DB):
     last_login_at = Timestamptz(null=True, default=None)
 
 
-class Request(Table, tablename="request", db=DB):
+class Request(Table, tablename="request"):
     """A request imported from the gateway, and its outcome."""
 
     id = UUID(primary_key=True)
@@ -73,7 +74,7 @@ class Request(Table, tablename="request", db=DB):
     finished_at = Timestamptz(null=True, default=None)
 
 
-class RequestCancel(Table, tablename="request_cancel", db=DB):
+class RequestCancel(Table, tablename="request_cancel"):
     """A cancel from the gateway, kept even when it arrives before its request does."""
 
     request_id = UUID(primary_key=True)
@@ -82,7 +83,7 @@ class RequestCancel(Table, tablename="request_cancel", db=DB):
     received_at = Timestamptz(default=TimestamptzNow())
 
 
-class DeadLetter(Table, tablename="dead_letter", db=DB):
+class DeadLetter(Table, tablename="dead_letter"):
     """A request that failed after its last try, for an operator to inspect and retry."""
 
     id = BigSerial(primary_key=True)
@@ -95,7 +96,7 @@ class DeadLetter(Table, tablename="dead_letter", db=DB):
     retried_by = UUID(null=True, default=None)
 
 
-class Document(Table, tablename="document", db=DB):
+class Document(Table, tablename="document"):
     """A searchable document; its tsvector column and GIN index are added by raw SQL."""
 
     id = UUID(primary_key=True)
@@ -104,7 +105,7 @@ class Document(Table, tablename="document", db=DB):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
-class AuditEntry(Table, tablename="audit_log", db=DB):
+class AuditEntry(Table, tablename="audit_log"):
     """Append-only record of security-relevant events (a trigger refuses changes)."""
 
     id = BigSerial(primary_key=True)
@@ -118,7 +119,7 @@ class AuditEntry(Table, tablename="audit_log", db=DB):
     details = JSONB(default={})
 
 
-class SeedApplied(Table, tablename="seed_applied", db=DB):
+class SeedApplied(Table, tablename="seed_applied"):
     """Seed entries applied once, so an operator's later edit or deletion is never undone."""
 
     id = BigSerial(primary_key=True)

@@ -39,6 +39,7 @@ class Action(StrEnum):
     BATCH_IMPORTED = "batch_imported"
     BATCH_EXPORTED = "batch_exported"
     BATCH_QUARANTINED = "batch_quarantined"
+    USERS_SNAPSHOT = "users_snapshot"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import structlog
 from arq import Worker
 from arq.worker import func
+from litestar import Litestar
 
+from response_processor.domain.snapshot import snapshot_if_due
+from response_processor.health import health_checks
 from response_processor.processing.handlers.registry import load_registry
 from response_processor.processing.jobs import JOB_NAME, JobResources, JobSettings, process_request
 from response_processor.processing.reconcile import reconcile
 from response_processor.runtime import Runtime, open_runtime
 from response_processor.settings import ProcessorSettings
+from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
+from servicekit.server import embedded_server
 
 # arq's own try limit must stay above ours: the job itself decides when to give up (it
 # counts tries in PostgreSQL, which survives a Redis loss), arq must never drop it silently.
 ARQ_EXTRA_TRIES = 3
 POLL_DELAY_S = 0.05
+SNAPSHOT_CHECK_S = 60.0
 
 log = structlog.get_logger("response_processor.worker")
 
@@ -67,13 +75,21 @@ async def run_worker(settings: ProcessorSettings) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with open_runtime(settings, pool_size=settings.worker_concurrency + 4) as runtime:
         worker = build_worker(runtime)
-        log.info("worker_started", handlers=sorted(worker.ctx["resources"].handlers))
+        server = embedded_server(worker_app(runtime), settings.host, settings.worker_port)
+        log.info(
+            "worker_started",
+            handlers=sorted(worker.ctx["resources"].handlers),
+            listen=f"{settings.host}:{settings.worker_port}",
+        )
         try:
             async with asyncio.TaskGroup() as tasks:
                 jobs = tasks.create_task(worker.async_run())
+                tasks.create_task(server.serve())
                 tasks.create_task(runtime.link.run(stop))
                 tasks.create_task(_reconcile_loop(runtime, stop))
+                tasks.create_task(_snapshot_loop(runtime, stop))
                 await stop.wait()
+                server.should_exit = True
                 jobs.cancel()
         except* asyncio.CancelledError:
             pass
@@ -82,15 +98,49 @@ async def run_worker(settings: ProcessorSettings) -> None:
             log.info("worker_stopped")
 
 
+def worker_app(runtime: Runtime) -> Litestar:
+    """The worker's operational endpoints: /health, /health/live, /metrics."""
+    return Litestar(
+        plugins=[
+            ServiceKitPlugin(
+                ServiceKitConfig(
+                    service="response-processor-worker",
+                    health_checks=lambda app: health_checks(runtime),
+                )
+            )
+        ],
+        openapi_config=None,
+    )
+
+
 async def _reconcile_loop(runtime: Runtime, stop: asyncio.Event) -> None:
-    interval = runtime.settings.reconcile_interval_s
+    async def once() -> None:
+        await reconcile(runtime.pool, runtime.arq)
+
+    await _every(runtime.settings.reconcile_interval_s, once, stop, "reconcile")
+
+
+async def _snapshot_loop(runtime: Runtime, stop: asyncio.Event) -> None:
+    interval = timedelta(seconds=runtime.settings.snapshot_interval_s)
+
+    async def once() -> None:
+        if await snapshot_if_due(runtime.pool, interval):
+            log.info("users_snapshot_queued")
+
+    await _every(min(interval.total_seconds(), SNAPSHOT_CHECK_S), once, stop, "snapshot")
+
+
+async def _every(
+    interval_s: float, action: Callable[[], Awaitable[None]], stop: asyncio.Event, name: str
+) -> None:
+    """Run `action` now and every `interval_s` until stop; a failure is logged and retried."""
     while not stop.is_set():
         try:
-            await reconcile(runtime.pool, runtime.arq)
+            await action()
         except Exception as exc:
-            log.error("reconcile_failed", error=f"{type(exc).__name__}: {exc}")
+            log.error(f"{name}_failed", error=f"{type(exc).__name__}: {exc}")
         try:
-            async with asyncio.timeout(interval):
+            async with asyncio.timeout(interval_s):
                 await stop.wait()
         except TimeoutError:
             pass

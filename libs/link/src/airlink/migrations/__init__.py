@@ -1,0 +1,1 @@
+"""Migrations of the `airlink` app; Piccolo imports each module here by its file name."""

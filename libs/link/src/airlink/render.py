@@ -1,0 +1,94 @@
+"""Render an outbound batch from its rows and publish it; byte for byte the same every time.
+
+The header comes from the batch row, the records from the items of its slices in (group,
+position) order. Items hold the exact JSON text `enqueue` encoded (sorted dict keys, as
+batchformat's writer encodes), and it is written out as it is stored; Ed25519 signatures
+are deterministic; so every rendering of a batch, the first included, is the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from batchformat import BatchWriter, Header, PublishedBatch, SigningKey
+from servicekit.database import Connection
+
+_ITEMS = """
+    SELECT item.kind, convert_to(item.record::text, 'UTF8')
+    FROM link_outbound_batch AS batch,
+         unnest(batch.slice_groups, batch.slice_starts, batch.slice_stops)
+             AS slice (group_id, start, stop),
+         link_outbox_item AS item
+    WHERE batch.batch_id = $1 AND item.group_id = slice.group_id
+      AND item.position >= slice.start AND item.position < slice.stop
+    ORDER BY item.group_id, item.position
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundBatchRow:
+    """What a `link_outbound_batch` row says about a batch: enough to render it."""
+
+    batch_id: uuid.UUID
+    source: str
+    peer: str
+    seq: int
+    created_at: datetime
+    reason: str
+    record_count: int
+    published_at: datetime | None
+    sha256: str | None
+
+    @classmethod
+    def from_record(cls, row: Any) -> OutboundBatchRow:
+        """Build from an asyncpg record selected with `OUTBOUND_COLUMNS`."""
+        return cls(**{name: row[name] for name in cls.__slots__})
+
+    @property
+    def header(self) -> Header:
+        """The header line, from the stored fields only."""
+        return Header(
+            batch_id=self.batch_id,
+            source=self.source,
+            destination=self.peer,
+            seq=self.seq,
+            created_at=self.created_at,
+        )
+
+
+OUTBOUND_COLUMNS: Final = ", ".join(OutboundBatchRow.__slots__)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A batch written and published into the outbox."""
+
+    published: PublishedBatch
+    record_kinds: dict[str, int]
+
+
+async def render_batch(
+    conn: Connection, batch: OutboundBatchRow, outbox: Path, key: SigningKey
+) -> Rendered:
+    """Write the batch from the database into the outbox and publish it atomically."""
+    # The items are read whole (a batch holds at most max_batch_records of them) so that the
+    # file work runs in one thread call: a cancelled caller never leaves a writer half-used.
+    rows = await conn.fetch(_ITEMS, batch.batch_id)
+    return await asyncio.to_thread(_write, outbox, batch.header, rows, key)
+
+
+def _write(outbox: Path, header: Header, rows: Sequence[Any], key: SigningKey) -> Rendered:
+    kinds = Counter(row[0] for row in rows)
+    with BatchWriter(outbox, header, key) as writer:
+        # Raw: the stored text is the record line, byte for byte.
+        writer.write_many(msgspec.Raw(row[1]) for row in rows)
+    return Rendered(writer.publish(), dict(kinds))

@@ -1,0 +1,152 @@
+"""Link: two sides talking through folders, from a request to its acknowledged answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from airlink.export import ExportReport
+from airlink.inbox import ImportReport
+from airlink.runner import utc_now
+from tests.link.conftest import Side, SideFactory, at, request, response
+
+
+async def test_a_round_trip_applies_answers_and_acknowledges_on_both_sides(
+    sides: SideFactory,
+) -> None:
+    gateway = await sides.side("gateway")
+    processor = await sides.side("processor")
+    await gateway.enqueue([request(1), request(2)])
+    [sent] = (await gateway.link.export_once(at(0))).batches
+
+    [received] = (await processor.link.import_once(at(1))).batches
+    assert (received.name.batch_id, received.outcome) == (sent.batch_id, "applied")
+    assert [kind for kind, _ in await processor.applied()] == ["request", "request"]
+    await processor.enqueue([response(1)])  # the processor answers in its own transaction
+    [answer] = (await processor.link.export_once(at(2))).batches
+    assert (answer.kind, answer.record_count) == ("new", 2)  # the response, and the ack
+
+    [back] = (await gateway.link.import_once(at(3))).batches
+    assert back.outcome == "applied"
+    assert [kind for kind, _ in await gateway.applied()] == ["response"]
+    acknowledged = "SELECT acknowledged_at FROM link_outbound_batch WHERE batch_id = $1"
+    assert await gateway.fetchval(acknowledged, sent.batch_id) == at(3)
+    assert await gateway.fetchval("SELECT batch_id FROM acknowledged") == sent.batch_id
+
+    # The gateway's ack of the answer waits ack_delay_s, then closes the loop.
+    assert (await gateway.link.export_once(at(4))).batches == []
+    [ack] = (await gateway.link.export_once(at(5))).batches
+    assert (ack.kind, ack.record_count) == ("new", 1)
+    await processor.link.import_once(at(6))
+    assert await processor.fetchval(acknowledged, answer.batch_id) == at(6)
+    assert (await gateway.link.state(at(6))).unacknowledged_batches == 1  # the ack batch itself
+    assert (await processor.link.state(at(6))).unacknowledged_batches == 0
+
+
+async def test_two_idle_sides_exchange_one_heartbeat_per_interval_each(
+    sides: SideFactory,
+) -> None:
+    gateway = await sides.side("gateway")
+    processor = await sides.side("processor")
+    sent: dict[str, Counter[str]] = {"gateway": Counter(), "processor": Counter()}
+    for second in range(301):  # five minutes, one export window at a time
+        for side, peer in ((gateway, processor), (processor, gateway)):
+            report = await side.link.export_once(at(second))
+            sent[side.name].update(batch.kind for batch in report.batches)
+            await peer.link.import_once(at(second))
+    # A heartbeat at 0, 30, ..., 300: acks of heartbeats never make batches of their own.
+    assert sent == {"gateway": Counter(heartbeat=11), "processor": Counter(heartbeat=11)}
+    for side in (gateway, processor):
+        state = await side.link.state(at(300))
+        assert state.unacknowledged_batches <= 1
+        assert state.missing_batches == 0
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]]) -> None:
+    """Poll the database (what the test observes) for up to 15 s."""
+    for _ in range(750):
+        if await condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+async def test_run_imports_on_arrival_exports_on_its_window_and_stops(
+    sides: SideFactory,
+) -> None:
+    # Sweeps are ten minutes apart: only file events can bring the batches in quickly.
+    timings: dict[str, Any] = {"export_window_s": 0.05, "ack_delay_s": 0.1, "sweep_interval_s": 600}
+    gateway = await sides.side("gateway", clock=utc_now, **timings)
+    processor = await sides.side("processor", clock=utc_now, **timings)
+    stop = asyncio.Event()
+    runs = [asyncio.create_task(side.link.run(stop)) for side in (gateway, processor)]
+
+    async def has_applied(side: Side, kind: str) -> bool:
+        return [applied for applied, _ in await side.applied()] == [kind]
+
+    try:
+        await asyncio.sleep(0.3)  # both watching, their first passes done
+        await gateway.enqueue([request(1)])
+        await wait_for(lambda: has_applied(processor, "request"))
+        await processor.enqueue([response(1)])
+        await wait_for(lambda: has_applied(gateway, "response"))
+        await wait_for(lambda: all_acknowledged(processor))
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*runs), timeout=10)
+    assert list(gateway.settings.importing_dir.iterdir()) == []  # claim folders released
+
+
+async def test_two_processes_of_one_side_running_together_apply_each_batch_once(
+    sides: SideFactory,
+) -> None:
+    timings: dict[str, Any] = {"export_window_s": 0.02, "ack_delay_s": 0.05, "sweep_interval_s": 1}
+    gateway = await sides.side("gateway", clock=utc_now, max_batch_records=3, **timings)
+    first = await sides.side("processor", clock=utc_now, **timings)
+    second = await sides.side("processor", url=first.url, clock=utc_now, **timings)
+    stop = asyncio.Event()
+    runs = [asyncio.create_task(side.link.run(stop)) for side in (gateway, first, second)]
+
+    async def all_applied() -> bool:
+        return len(await first.applied()) == 30
+
+    try:
+        for n in range(10):
+            await gateway.enqueue([request(3 * n + i) for i in range(3)])
+            await asyncio.sleep(0.01)
+        await wait_for(all_applied)
+        await wait_for(lambda: all_acknowledged(gateway))
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*runs), timeout=10)
+    rows = await first.pool.fetch("SELECT record->>'id' FROM applied")
+    assert len({row[0] for row in rows}) == 30  # none twice
+    made = await gateway.fetchval("SELECT max(seq) FROM link_outbound_batch")
+    assert await first.fetchval("SELECT count(*) FROM link_inbound_batch") == made
+
+
+async def all_acknowledged(side: Side) -> bool:
+    return (await side.link.state()).unacknowledged_batches == 0
+
+
+async def test_after_hooks_see_each_pass_that_did_something(sides: SideFactory) -> None:
+    exported: list[list[str]] = []
+    imported: list[list[str]] = []
+
+    async def after_export(report: ExportReport) -> None:
+        exported.append([batch.kind for batch in report.batches])
+
+    async def after_import(report: ImportReport) -> None:
+        imported.append([batch.outcome for batch in report.batches])
+
+    gateway = await sides.side("gateway", after_export=after_export)
+    processor = await sides.side("processor", after_import=after_import)
+    await gateway.enqueue([request(1)])
+    await gateway.link.export_once(at(0))
+    assert (await gateway.link.export_once(at(0.5))).batches == []  # nothing to report
+    await processor.link.import_once(at(1))
+    await processor.link.import_once(at(1.5))  # an empty pass
+    assert exported == [["new"]]
+    assert imported == [["applied"]]
