@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from airlink.batches import list_inbound, list_outbound
 from airlink.export import ExportReport
 from airlink.inbox import ImportReport
 from airlink.runner import utc_now
@@ -150,3 +151,24 @@ async def test_after_hooks_see_each_pass_that_did_something(sides: SideFactory) 
     await processor.link.import_once(at(1.5))  # an empty pass
     assert exported == [["new"]]
     assert imported == [["applied"]]
+
+
+async def test_both_sides_list_what_they_sent_and_received(sides: SideFactory) -> None:
+    gateway = await sides.side("gateway")
+    processor = await sides.side("processor")
+    await gateway.enqueue([request(1), request(2)])
+    [sent] = (await gateway.link.export_once(at(0))).batches
+    await processor.link.import_once(at(1))
+    async with gateway.pool.acquire() as conn:
+        [outbound] = await list_outbound(conn)
+    async with processor.pool.acquire() as conn:
+        [inbound] = await list_inbound(conn)
+        assert await list_inbound(conn, before_seq=inbound.seq) == []
+    assert (outbound.batch_id, outbound.seq, outbound.record_count) == (sent.batch_id, 1, 2)
+    assert outbound.publish_count == 1
+    assert outbound.acknowledged_at is None
+    assert (inbound.batch_id, inbound.source, inbound.times_received) == (
+        sent.batch_id,
+        "request-net",
+        1,
+    )

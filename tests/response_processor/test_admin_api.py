@@ -156,3 +156,18 @@ async def test_unknown_ids_are_404(client: Client, admin: dict[str, str]) -> Non
     for path in (f"/api/v1/users/{uuid.uuid4()}", f"/api/v1/requests/{uuid.uuid4()}"):
         response = await client.get(path, headers=admin)
         assert response.status_code == 404
+
+
+async def test_operators_see_the_batches_that_crossed(
+    client: Client, admin: dict[str, str], make_member: MakeMember, settings: ProcessorSettings
+) -> None:
+    operator = await make_member(["operator"])
+    await exported_records(settings, "user")  # the worker's exporter, run once
+    outbound = await client.get("/api/v1/batches/outbound", headers=operator.headers)
+    assert outbound.status_code == 200
+    [batch] = outbound.json()
+    assert batch["peer"] == "request-net"
+    assert batch["record_count"] >= 3  # two seeded profile types, the admin, the operator
+    assert batch["acknowledged_at"] is None
+    inbound = await client.get("/api/v1/batches/inbound", headers=operator.headers)
+    assert inbound.json() == []

@@ -15,6 +15,7 @@ from authkit.identity import AuthUser
 from authkit.middleware import AuthConfig, auth_middleware
 from response_processor.api.audit import read_audit
 from response_processor.api.auth import AuthController, me
+from response_processor.api.batches import BatchesController
 from response_processor.api.documents import DocumentsController
 from response_processor.api.guards import address_guard, parse_networks
 from response_processor.api.profile_types import ProfileTypesController
@@ -68,6 +69,7 @@ def create_app(settings: ProcessorSettings) -> Litestar:
             RequestsController,
             DeadLettersController,
             DocumentsController,
+            BatchesController,
             read_audit,
         ],
     )

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get
-from litestar.params import Parameter
+from litestar.params import FromQuery, QueryParameter
 
 from response_processor.api.context import runtime_of
 from response_processor.api.guards import MANAGE
@@ -31,9 +31,9 @@ class AuditEntryOut(msgspec.Struct, frozen=True):
 @get("/api/v1/audit", guards=[MANAGE], tags=["audit"])
 async def read_audit(
     request: Request[Any, Any, Any],
-    action: str | None = None,
-    before_id: int | None = None,
-    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    action: FromQuery[str | None] = None,
+    before_id: FromQuery[int | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
 ) -> list[AuditEntryOut]:
     """Entries newest first, optionally of one action; page with the last id as `before_id`."""
     async with runtime_of(request).pool.acquire() as conn:

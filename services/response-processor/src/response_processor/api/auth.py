@@ -6,6 +6,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Controller, Request, get, post
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from authkit.error_codes import AuthError, AuthErrorCode
@@ -63,7 +64,7 @@ class AuthController(Controller):
     tags = ("auth",)
 
     @post("/login", opt=dict(PUBLIC_ENDPOINT_OPT), status_code=HTTP_200_OK)
-    async def login(self, request: Request[Any, Any, Any], data: LoginIn) -> TokensOut:
+    async def login(self, request: Request[Any, Any, Any], data: JSONBody[LoginIn]) -> TokensOut:
         """Exchange a username and password for an access token and a refresh token."""
         runtime = runtime_of(request)
         address = client_address(request)
@@ -88,7 +89,9 @@ class AuthController(Controller):
         return await _start_session(request, row)
 
     @post("/refresh", opt=dict(PUBLIC_ENDPOINT_OPT), status_code=HTTP_200_OK)
-    async def refresh(self, request: Request[Any, Any, Any], data: RefreshIn) -> TokensOut:
+    async def refresh(
+        self, request: Request[Any, Any, Any], data: JSONBody[RefreshIn]
+    ) -> TokensOut:
         """Rotate a refresh token; reusing a rotated one revokes its whole family."""
         runtime = runtime_of(request)
         async with runtime.pool.acquire() as conn:
@@ -110,7 +113,7 @@ class AuthController(Controller):
         return TokensOut(access.token, rotated.token, TOKEN_TYPE, access.expires_in)
 
     @post("/logout", opt=dict(PUBLIC_ENDPOINT_OPT), status_code=HTTP_204_NO_CONTENT)
-    async def logout(self, request: Request[Any, Any, Any], data: RefreshIn) -> None:
+    async def logout(self, request: Request[Any, Any, Any], data: JSONBody[RefreshIn]) -> None:
         """Revoke the refresh token's family; its access tokens expire on their own."""
         runtime = runtime_of(request)
         async with runtime.pool.acquire() as conn, conn.transaction():
@@ -120,7 +123,9 @@ class AuthController(Controller):
                 await audit.record(conn, actor, audit.Action.LOGOUT)
 
     @post("/password", opt=dict(PASSWORD_CHANGE_PENDING_OPT), status_code=HTTP_204_NO_CONTENT)
-    async def change_password(self, request: Request[Any, Any, Any], data: PasswordIn) -> None:
+    async def change_password(
+        self, request: Request[Any, Any, Any], data: JSONBody[PasswordIn]
+    ) -> None:
         """Change one's own password; every session ends, log in again with the new one."""
         runtime = runtime_of(request)
         user = current_user(request)

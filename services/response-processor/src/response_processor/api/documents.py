@@ -7,7 +7,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Controller, Request, delete, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from response_processor.api.context import actor_of, runtime_of
@@ -63,15 +63,17 @@ class DocumentsController(Controller):
     async def list(
         self,
         request: Request[Any, Any, Any],
-        after: uuid.UUID | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        after: FromQuery[uuid.UUID | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> list[DocumentSummary]:
         """Documents by id, without their bodies."""
         async with runtime_of(request).pool.acquire() as conn:
             return await list_documents(conn, after=after, limit=limit)
 
     @delete("/{document_id:uuid}", guards=[MANAGE], status_code=HTTP_204_NO_CONTENT)
-    async def remove(self, request: Request[Any, Any, Any], document_id: uuid.UUID) -> None:
+    async def remove(
+        self, request: Request[Any, Any, Any], document_id: FromPath[uuid.UUID]
+    ) -> None:
         """Delete one document."""
         async with runtime_of(request).pool.acquire() as conn, conn.transaction():
             if not await delete_document(conn, document_id):

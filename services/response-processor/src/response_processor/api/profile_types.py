@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, patch, post
+from litestar.params import FromPath, JSONBody
 
 from response_processor.api.context import actor_of, runtime_of
 from response_processor.api.guards import MANAGE, READ
@@ -32,20 +33,22 @@ class ProfileTypesController(Controller):
             return await list_profile_types(conn)
 
     @post("/", guards=[MANAGE])
-    async def create(self, request: Request[Any, Any, Any], data: ProfileTypeIn) -> ProfileTypeOut:
+    async def create(
+        self, request: Request[Any, Any, Any], data: JSONBody[ProfileTypeIn]
+    ) -> ProfileTypeOut:
         """Create a profile type (201)."""
         async with runtime_of(request).pool.acquire() as conn:
             return await create_profile_type(conn, data, actor_of(request))
 
     @get("/{name:str}", guards=[READ])
-    async def read(self, request: Request[Any, Any, Any], name: str) -> ProfileTypeOut:
+    async def read(self, request: Request[Any, Any, Any], name: FromPath[str]) -> ProfileTypeOut:
         """One profile type."""
         async with runtime_of(request).pool.acquire() as conn:
             return await get_profile_type(conn, name)
 
     @patch("/{name:str}", guards=[MANAGE])
     async def update(
-        self, request: Request[Any, Any, Any], name: str, data: ProfileTypePatch
+        self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[ProfileTypePatch]
     ) -> ProfileTypeOut:
         """Change a profile type (its version goes up; the gateway takes the new one)."""
         async with runtime_of(request).pool.acquire() as conn:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from response_processor.api.context import actor_of, runtime_of
@@ -23,7 +23,7 @@ from response_processor.domain.requests import (
 )
 from response_processor.processing.queue import enqueue_request
 
-Limit = Annotated[int, Parameter(ge=1, le=500)]
+Limit = Annotated[int, QueryParameter(ge=1, le=500)]
 
 
 class RequestsController(Controller):
@@ -37,9 +37,9 @@ class RequestsController(Controller):
     async def list(
         self,
         request: Request[Any, Any, Any],
-        status: Status | None = None,
-        user_id: uuid.UUID | None = None,
-        before: Annotated[datetime | None, Parameter(description="received_at cursor")] = None,
+        status: FromQuery[Status | None] = None,
+        user_id: FromQuery[uuid.UUID | None] = None,
+        before: Annotated[datetime | None, QueryParameter(description="received_at cursor")] = None,
         limit: Limit = 100,
     ) -> list[RequestOut]:
         """Newest first; pass the last `received_at` as `before` for the next page."""
@@ -49,7 +49,9 @@ class RequestsController(Controller):
             )
 
     @get("/{request_id:uuid}")
-    async def read(self, request: Request[Any, Any, Any], request_id: uuid.UUID) -> RequestOut:
+    async def read(
+        self, request: Request[Any, Any, Any], request_id: FromPath[uuid.UUID]
+    ) -> RequestOut:
         """One request."""
         async with runtime_of(request).pool.acquire() as conn:
             return await get_request(conn, request_id)
@@ -66,8 +68,8 @@ class DeadLettersController(Controller):
     async def list(
         self,
         request: Request[Any, Any, Any],
-        include_retried: bool = False,
-        after_id: int | None = None,
+        include_retried: FromQuery[bool] = False,
+        after_id: FromQuery[int | None] = None,
         limit: Limit = 100,
     ) -> list[DeadLetterOut]:
         """Open dead letters, oldest first (`include_retried` for all)."""
@@ -77,7 +79,9 @@ class DeadLettersController(Controller):
             )
 
     @post("/{dead_letter_id:int}/retry", status_code=HTTP_202_ACCEPTED)
-    async def retry(self, request: Request[Any, Any, Any], dead_letter_id: int) -> RequestOut:
+    async def retry(
+        self, request: Request[Any, Any, Any], dead_letter_id: FromPath[int]
+    ) -> RequestOut:
         """Run the request again from its first try; its new outcome is sent as it comes."""
         runtime = runtime_of(request)
         async with runtime.pool.acquire() as conn:

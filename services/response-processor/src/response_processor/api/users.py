@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, patch, post
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from response_processor.api.context import actor_of, runtime_of
 from response_processor.api.guards import MANAGE, READ
@@ -31,9 +31,9 @@ class UsersController(Controller):
     async def list(
         self,
         request: Request[Any, Any, Any],
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
         after: Annotated[
-            str | None, Parameter(description="last username of the previous page")
+            str | None, QueryParameter(description="last username of the previous page")
         ] = None,
     ) -> list[UserOut]:
         """Users by username, `limit` at a time after `after`."""
@@ -41,20 +41,23 @@ class UsersController(Controller):
             return await list_users(conn, limit=limit, after=after)
 
     @post("/", guards=[MANAGE])
-    async def create(self, request: Request[Any, Any, Any], data: UserIn) -> UserOut:
+    async def create(self, request: Request[Any, Any, Any], data: JSONBody[UserIn]) -> UserOut:
         """Create a user (201 with its id)."""
         async with runtime_of(request).pool.acquire() as conn:
             return await create_user(conn, data, actor_of(request))
 
     @get("/{user_id:uuid}", guards=[READ])
-    async def read(self, request: Request[Any, Any, Any], user_id: uuid.UUID) -> UserOut:
+    async def read(self, request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID]) -> UserOut:
         """One user."""
         async with runtime_of(request).pool.acquire() as conn:
             return await get_user(conn, user_id)
 
     @patch("/{user_id:uuid}", guards=[MANAGE])
     async def update(
-        self, request: Request[Any, Any, Any], user_id: uuid.UUID, data: UserPatch
+        self,
+        request: Request[Any, Any, Any],
+        user_id: FromPath[uuid.UUID],
+        data: JSONBody[UserPatch],
     ) -> UserOut:
         """Change a user; `{"active": false}` deactivates it everywhere at once."""
         async with runtime_of(request).pool.acquire() as conn:
