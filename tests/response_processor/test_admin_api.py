@@ -171,3 +171,8 @@ async def test_operators_see_the_batches_that_crossed(
     assert batch["acknowledged_at"] is None
     inbound = await client.get("/api/v1/batches/inbound", headers=operator.headers)
     assert inbound.json() == []
+
+
+async def test_metrics_include_the_database_pool(client: Client) -> None:
+    text = (await client.get("/metrics")).text
+    assert 'db_pool_connections{state="max"} 10.0' in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -11,10 +12,11 @@ import pytest
 from arq import Retry
 
 from airlink.records import Response, ToGateway
-from batchformat import BatchReader, TrustedKeys
+from batchformat import BatchReader, TrustedKeys, generate_key_pair, load_signing_key
 from response_processor.domain import audit
 from response_processor.domain.documents import DocumentIn, load_documents
 from response_processor.domain.requests import reopen_dead_letter
+from response_processor.domain.snapshot import snapshot_if_due
 from response_processor.domain.users import UserIn, UserPatch, create_user, update_user
 from response_processor.processing.handlers.base import Handler, HandlerContext
 from response_processor.processing.handlers.registry import load_registry
@@ -22,7 +24,7 @@ from response_processor.processing.jobs import JobResources, JobSettings, run_re
 from response_processor.runtime import Runtime, open_runtime
 from response_processor.settings import ProcessorSettings
 from tests.response_processor.conftest import USER_PASSWORD
-from tests.response_processor.linkside import FakeGateway, cancel, request
+from tests.response_processor.linkside import FakeGateway, cancel, exported_records, request
 
 
 @pytest.fixture
@@ -230,3 +232,47 @@ async def test_search_ranks_the_right_document_first(
     assert [hit["id"] for hit in result["hits"]] == [str(loaded.ids[0]), str(loaded.ids[2])]
     assert "«" in result["hits"][0]["snippet"]
     assert result["hits"][0]["score"] > result["hits"][1]["score"]
+
+
+async def test_a_corrupted_batch_is_quarantined_and_nothing_of_it_applied(
+    rt: Runtime, gateway: FakeGateway
+) -> None:
+    user_id = await make_user(rt)
+    path = gateway.send([request(user_id), request(user_id)])
+    path.write_bytes(path.read_bytes().replace(b'"world"', b'"WORLD"', 1))
+    report = await rt.link.import_once()
+    assert [(batch.outcome, batch.reason) for batch in report.batches] == [
+        ("quarantined", "digest_mismatch")
+    ]
+    async with rt.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM request") == 0
+        audited = await conn.fetchval(
+            "SELECT count(*) FROM audit_log WHERE action = 'batch_quarantined'"
+        )
+    assert audited == 1
+    assert (rt.settings.inbox_path / "quarantine" / path.name).exists()
+
+
+async def test_a_batch_signed_by_an_unknown_key_is_quarantined(
+    rt: Runtime, gateway: FakeGateway, settings: ProcessorSettings
+) -> None:
+    private, _ = generate_key_pair("request-net-forger", settings.data_dir / "forger")
+    gateway.key = load_signing_key(private)
+    gateway.send([request(uuid.uuid4())])
+    report = await rt.link.import_once()
+    assert [(batch.outcome, batch.reason) for batch in report.batches] == [
+        ("quarantined", "unknown_key")
+    ]
+
+
+async def test_the_user_snapshot_names_everyone_and_waits_its_interval(
+    rt: Runtime, settings: ProcessorSettings
+) -> None:
+    user_id = await make_user(rt)
+    assert await snapshot_if_due(rt.pool, timedelta(hours=1)) is True
+    assert await snapshot_if_due(rt.pool, timedelta(hours=1)) is False
+    assert await snapshot_if_due(rt.pool, timedelta(seconds=0)) is True
+    snapshots = await exported_records(settings, "user_snapshot")
+    assert len(snapshots) == 2
+    assert str(user_id) in snapshots[0]["user_ids"]
+    assert {"standard", "restricted"} <= set(snapshots[0]["profile_types"])

@@ -84,7 +84,27 @@ def _migration_ids(folder: Path) -> list[str]:
     return ids
 
 
-def _run_forwards(dsn: str, apps: Sequence[str], timeout_s: float) -> str:
+async def migrate_to(
+    dsn: str, apps: Sequence[str], app_name: str, migration_id: str, *, timeout_s: float = 600.0
+) -> str:
+    """Apply one app's migrations up to and including `migration_id` (a stepwise upgrade)."""
+    connection = await asyncpg.connect(dsn, timeout=30)
+    try:
+        async with asyncio.timeout(timeout_s):
+            await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
+        try:
+            return await asyncio.to_thread(
+                _run_forwards, dsn, apps, timeout_s, app_name, migration_id
+            )
+        finally:
+            await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+    finally:
+        await connection.close()
+
+
+def _run_forwards(
+    dsn: str, apps: Sequence[str], timeout_s: float, app_name: str = "all", until: str = ""
+) -> str:
     env = {
         **os.environ,
         "PICCOLO_CONF": "servicekit.piccolo_conf",
@@ -92,7 +112,8 @@ def _run_forwards(dsn: str, apps: Sequence[str], timeout_s: float) -> str:
         "PICCOLO_APPS": ",".join(apps),
     }
     result = subprocess.run(
-        [sys.executable, "-c", _RUN_PICCOLO, "migrations", "forwards", "all"],
+        [sys.executable, "-c", _RUN_PICCOLO, "migrations", "forwards", app_name]
+        + ([until] if until else []),
         env=env,
         capture_output=True,
         text=True,

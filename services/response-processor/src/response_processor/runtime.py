@@ -29,7 +29,7 @@ from response_processor.keys import load_keys
 from response_processor.link.hooks import LinkHooks
 from response_processor.link.inbound import ProcessorInbound
 from response_processor.settings import ProcessorSettings
-from servicekit.database import Pool
+from servicekit.database import Pool, watch_pool
 from servicekit.embedded import EmbeddedServices, resolve_service_urls
 from servicekit.redis_url import parse_redis_url
 
@@ -76,6 +76,8 @@ async def open_runtime(
             services.database_url, min_size=1, max_size=pool_size, command_timeout=60
         )
         stack.push_async_callback(pool.close)
+        gauges = asyncio.create_task(watch_pool(pool))
+        stack.push_async_callback(_cancelled, gauges)
         redis_address = parse_redis_url(services.redis_url)
         client = redis.asyncio.Redis(**redis_address.redis_kwargs())
         stack.push_async_callback(client.aclose)
@@ -99,6 +101,12 @@ async def open_runtime(
             settings, services, pool, client, arq_pool, issuer, verifier,
             LoginLimiter(client), signing_key, peer_keys, link,
         )  # fmt: skip
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def token_pair(settings: ProcessorSettings) -> tuple[AccessTokenIssuer, AccessTokenVerifier]:
