@@ -26,6 +26,9 @@ from servicekit.server import embedded_server
 # counts tries in PostgreSQL, which survives a Redis loss), arq must never drop it silently.
 ARQ_EXTRA_TRIES = 3
 POLL_DELAY_S = 0.05
+# arq kills a job this long after our own timeout should have: a last resort only. A job
+# whose worker died is run again once its in-progress mark expires (timeout + 10 s).
+ARQ_TIMEOUT_MARGIN_S = 5
 SNAPSHOT_CHECK_S = 60.0
 
 log = structlog.get_logger("response_processor.worker")
@@ -59,7 +62,7 @@ def build_worker(runtime: Runtime) -> Worker:
         handle_signals=False,
         max_jobs=settings.worker_concurrency,
         # Our own per-type timeout fires first; arq's is only the last resort.
-        job_timeout=longest + 30,
+        job_timeout=longest + ARQ_TIMEOUT_MARGIN_S,
         keep_result=0,  # a request's job id must be free again once it finished
         poll_delay=POLL_DELAY_S,
         ctx={"resources": resources},
