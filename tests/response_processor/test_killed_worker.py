@@ -107,7 +107,7 @@ async def test_a_request_whose_worker_was_killed_is_completed_once(
 
         async def finished() -> bool:
             value = await connection.fetchval("SELECT status FROM request WHERE id = $1", nap.id)
-            return value == "completed"
+            return bool(value == "completed")
 
         deadline = time.monotonic() + 60
         while not await finished():
