@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from batchformat import BatchName, SigningKey, TrustedKeys, verify_batch_file
+from batchformat.claims import ClaimFolder
 from tests.transfer_agent.conftest import Site
-from transfer_agent.claims import ClaimFolder
 from transfer_agent.config import RouteConfig, load_config
 from transfer_agent.delivery import Cancelled, Outcome, RouteDelivery
 

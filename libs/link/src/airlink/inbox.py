@@ -27,7 +27,6 @@ from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast
 import structlog
 
 from airlink import metrics
-from airlink.claims import ClaimFolder
 from airlink.outbox import queue_ack
 from airlink.records import Ack
 from airlink.settings import LinkSettings
@@ -43,6 +42,7 @@ from batchformat import (
     IgnoredKind,
     TrustedKeys,
 )
+from batchformat.claims import ClaimFolder
 from batchformat.fsops import rename_noreplace
 from servicekit.database import Connection, Pool
 

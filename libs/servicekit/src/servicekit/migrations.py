@@ -14,11 +14,13 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
+from piccolo.apps.migrations.auto.migration_manager import MigrationManager
+from piccolo.engine.finder import engine_finder
 
 # Any fixed 64-bit number that no other advisory lock of ours uses.
 MIGRATION_LOCK_ID: Final = 0x41_69_72_6C_6F_63_6B  # "Airlock"
@@ -67,6 +69,32 @@ async def pending_migrations(
         rows = await connection.fetch("SELECT app_name, name FROM migration")
         ran = {(row["app_name"], row["name"]) for row in rows}
     return [entry for entry in known if entry not in ran]
+
+
+def sql_migration(
+    app_name: str, migration_id: str, description: str, statements: Sequence[str]
+) -> Callable[[], Awaitable[MigrationManager]]:
+    """The `forwards` of a hand-written migration: SQL statements run in its transaction.
+
+    One statement per call: asyncpg prepares each, and a prepared statement holds one.
+    In the migration module: `forwards = sql_migration("app", ID, DESCRIPTION, STATEMENTS)`.
+    """
+
+    async def forwards() -> MigrationManager:
+        manager = MigrationManager(
+            migration_id=migration_id, app_name=app_name, description=description
+        )
+
+        async def run() -> None:
+            engine = engine_finder()
+            assert engine is not None, "Piccolo runs migrations with a configured engine"
+            for statement in statements:
+                await engine.run_ddl(statement)
+
+        manager.add_raw(run)
+        return manager
+
+    return forwards
 
 
 def _app_folder(app_module: str) -> tuple[str, Path]:

@@ -12,8 +12,8 @@ from typing import Final
 import structlog
 
 from batchformat import IgnoredEntry, TrustedKeys
+from batchformat.claims import ClaimFolder
 from transfer_agent import metrics
-from transfer_agent.claims import ClaimFolder
 from transfer_agent.config import RouteConfig
 from transfer_agent.delivery import Cancelled, Delivery, Outcome, RouteDelivery
 

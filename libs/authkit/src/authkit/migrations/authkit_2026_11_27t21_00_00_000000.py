@@ -1,7 +1,6 @@
 """Create ``auth_refresh_token``: hashed opaque refresh tokens grouped in families."""
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine.finder import engine_finder
+from servicekit.migrations import sql_migration
 
 ID = "2026-11-27T21:00:00:000000"
 VERSION = "1.38.0"
@@ -46,14 +45,4 @@ STATEMENTS = (
 )
 
 
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="authkit", description=DESCRIPTION)
-
-    async def run() -> None:
-        engine = engine_finder()
-        assert engine is not None
-        for statement in STATEMENTS:
-            await engine.run_ddl(statement)
-
-    manager.add_raw(run)
-    return manager
+forwards = sql_migration("authkit", ID, DESCRIPTION, STATEMENTS)

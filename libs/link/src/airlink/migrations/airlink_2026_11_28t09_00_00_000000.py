@@ -1,7 +1,6 @@
 """Create the link's tables: peers, outbox groups and items, outbound and inbound batches."""
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine.finder import engine_finder
+from servicekit.migrations import sql_migration
 
 ID = "2026-11-28T09:00:00:000000"
 VERSION = "1.38.0"
@@ -122,15 +121,4 @@ STATEMENTS = [
 ]
 
 
-async def forwards() -> MigrationManager:
-    """Create the tables and their indexes."""
-    manager = MigrationManager(migration_id=ID, app_name="airlink", description=DESCRIPTION)
-
-    async def run() -> None:
-        engine = engine_finder()
-        assert engine is not None
-        for statement in STATEMENTS:
-            await engine.run_ddl(statement)
-
-    manager.add_raw(run)
-    return manager
+forwards = sql_migration("airlink", ID, DESCRIPTION, STATEMENTS)

@@ -1,8 +1,7 @@
 """Hand-written: what Piccolo's columns cannot say (search vectors, partial and expression
 indexes, checks, and the append-only audit log)."""
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine.finder import engine_finder
+from servicekit.migrations import sql_migration
 
 ID = "2026-11-27T21:00:00:000000"
 VERSION = "1.38.0"
@@ -37,14 +36,4 @@ STATEMENTS = [
 ]
 
 
-async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="processor", description=DESCRIPTION)
-
-    async def run() -> None:
-        engine = engine_finder()
-        assert engine is not None
-        for statement in STATEMENTS:
-            await engine.run_ddl(statement)
-
-    manager.add_raw(run)
-    return manager
+forwards = sql_migration("processor", ID, DESCRIPTION, STATEMENTS)

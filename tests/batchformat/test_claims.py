@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from airlink.claims import LOCK_NAME, ClaimFolder
+from batchformat.claims import LOCK_NAME, ClaimFolder
 
 NAME = "request-net__000000000001__00000000-0000-0000-0000-000000000001.jsonl"
 

@@ -1,10 +1,11 @@
-"""Each agent process claims batches into its own locked in-flight folder.
+"""Claim folders: each process claims batches into its own locked folder, orphans are adopted.
 
-The folder lives under `SOURCE/.in-flight/` (so a claim is a rename on one file system) and
-is named after the agent and a random suffix. The process holds an flock on the folder's
-`.lock` file for as long as it lives; the kernel releases it when the process dies, even by
-SIGKILL. A folder whose lock can be taken therefore belongs to a dead agent: its batches are
-adopted and delivered by whoever takes the lock.
+A consumer of a drop zone (the transfer agent, an importer) claims batches by renaming them
+into a folder of its own on the same file system (`SOURCE/.in-flight/`, `inbox/.importing/`).
+The process holds an flock on the folder's `.lock` file for as long as it lives, and the
+kernel releases it when the process dies, even by SIGKILL. A folder whose lock can be taken
+belongs to a dead process: its batches are adopted by whoever takes the lock and handled
+again (every step of handling a batch can be repeated).
 """
 
 from __future__ import annotations
@@ -24,39 +25,49 @@ LOCK_NAME: Final = ".lock"
 
 
 class ClaimFolder:
-    """This process's private in-flight folder for one route."""
+    """This process's private folder for batches it has claimed."""
 
-    def __init__(self, root: Path, agent_id: str) -> None:
+    def __init__(self, root: Path, owner: str) -> None:
         self.root = root
-        self.path = root / f"{agent_id}-{uuid.uuid4().hex[:8]}"
+        self.path = root / f"{owner}-{uuid.uuid4().hex[:8]}"
         self._lock_fd: int | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the folder exists and this process holds its lock."""
+        return self._lock_fd is not None
 
     def open(self) -> None:
         """Create the folder and hold its lock until `close`."""
-        self.path.mkdir(parents=True, exist_ok=False)
-        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Locked under a hidden name first: an adopter never sees the folder unlocked.
+        hidden = self.root / f".{self.path.name}"
+        hidden.mkdir()
+        fd = os.open(hidden / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        hidden.rename(self.path)
         self._lock_fd = fd
         fsync_dir(self.root)
 
     def close(self) -> None:
-        """Release the lock; remove the folder if nothing is left in flight."""
+        """Release the lock; remove the folder if nothing is left in it."""
         if self._lock_fd is None:
             return
-        if not any(self.batches()):
+        if not self.batches():
             _remove_folder(self.path)
         os.close(self._lock_fd)
         self._lock_fd = None
 
-    def batches(self) -> Iterator[Path]:
-        """Batches claimed and not yet finished, in name order."""
-        return iter(sorted(p for p in self.path.iterdir() if BatchName.parse(p.name)))
+    def batches(self) -> list[Path]:
+        """Batches claimed and not yet finished, in name (sequence) order."""
+        return sorted(p for p in self.path.iterdir() if BatchName.parse(p.name))
 
     def adopt_orphans(self) -> list[Path]:
-        """Move batches from dead agents' folders into this one; return what was moved."""
+        """Move batches from dead processes' folders into this one; return what was moved."""
         adopted: list[Path] = []
         for folder in sorted(self.root.iterdir()):
-            if folder == self.path or folder.is_symlink() or not folder.is_dir():
+            hidden = folder.name.startswith(".")
+            if hidden or folder == self.path or folder.is_symlink() or not folder.is_dir():
                 continue
             with _lock_if_owner_dead(folder) as dead:
                 if dead:
@@ -72,7 +83,7 @@ class ClaimFolder:
             try:
                 rename_noreplace(path, target)
             except FileExistsError:
-                continue  # the same name is in flight here already; adopt it after that one
+                continue  # the same name is being imported here; adopt it after that one
             moved.append(target)
         if not any(BatchName.parse(p.name) for p in folder.iterdir()):
             _remove_folder(folder)
@@ -99,7 +110,7 @@ def _lock_if_owner_dead(folder: Path) -> Iterator[bool]:
 
 
 def _remove_folder(folder: Path) -> None:
-    # Another agent may be adopting the same dead folder: losing that race is harmless.
+    # Another process may be adopting the same dead folder: losing that race is harmless.
     with contextlib.suppress(OSError):
         (folder / LOCK_NAME).unlink(missing_ok=True)
         folder.rmdir()
