@@ -92,3 +92,17 @@ def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(math.ceil(round(fraction * len(ordered), 6)), 1)  # 0.99 * 1000 is not exact
     return ordered[rank - 1]
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds used by every process since boot, stolen time included (/proc/stat)."""
+    first_line = Path("/proc/stat").read_text().split("\n", 1)[0]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, first_line.split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds process `pid` has used so far (/proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
