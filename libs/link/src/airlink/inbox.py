@@ -174,7 +174,11 @@ class Importer(Generic[R_contra]):
         self._peer_ready = False
         self._folders_ready = False
         self._strays: set[str] = set()
-        self._own_folders = {settings.archive_dir.name, settings.quarantine_dir.name}
+        self._own_folders = {
+            settings.archive_dir.name,
+            settings.quarantine_dir.name,
+            settings.importing_dir.name,
+        }
 
     async def import_once(self, now: datetime) -> ImportReport:
         """Import every batch waiting: our unfinished claims and orphans first, then the inbox."""

@@ -85,14 +85,15 @@ async def open_runtime(
         stack.push_async_callback(arq_pool.aclose)
         signing_key, peer_keys = load_keys(settings)
         issuer, verifier = token_pair(settings)
-        hooks = LinkHooks(pool, arq_pool)
+        inbound = ProcessorInbound()
+        hooks = LinkHooks(pool, arq_pool, inbound)
         link: Link[Any] = Link(
             pool,
             link_settings(settings),
             signing_key=signing_key,
             peer_keys=peer_keys,
             inbound_records=ToProcessor,
-            handler=ProcessorInbound(),
+            handler=inbound,
             after_import=hooks.after_import,
             after_export=hooks.after_export,
         )

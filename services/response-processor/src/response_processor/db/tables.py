@@ -57,10 +57,10 @@ class Request(Table, tablename="request"):
     """A request imported from the gateway, and its outcome."""
 
     id = UUID(primary_key=True)
-    user_id = UUID(index=True)  # no foreign key: an unknown user is answered, not refused
+    user_id = UUID()  # no foreign key: an unknown user is answered, not refused
     type = Varchar(length=100)
     payload = JSONB()
-    status = Varchar(length=16, default="received", index=True)
+    status = Varchar(length=16, default="received")
     attempts = Integer(default=0)
     result = JSONB(null=True, default=None)
     error_code = Varchar(length=64, null=True, default=None)

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
 from arq import ArqRedis
 
 from airlink.export import ExportReport
 from airlink.inbox import ImportReport
 from response_processor.domain import audit
+from response_processor.link.inbound import ProcessorInbound
 from response_processor.processing.queue import enqueue_requests
 from servicekit.database import Pool
-
-NEW_REQUESTS_SQL: Final = """
-    SELECT id FROM request WHERE source_batch_id = ANY($1) AND status = 'received'
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,14 +20,14 @@ class LinkHooks:
 
     pool: Pool
     arq: ArqRedis
+    inbound: ProcessorInbound
 
     async def after_import(self, report: ImportReport) -> None:
         """Queue a job for each request the pass stored; audit every batch it took or refused."""
         applied = [batch.name.batch_id for batch in report.of_outcome("applied")]
-        if applied:
-            async with self.pool.acquire() as conn:
-                rows = await conn.fetch(NEW_REQUESTS_SQL, applied)
-            await enqueue_requests(self.arq, (row["id"] for row in rows))
+        new_requests = self.inbound.take_new_requests(applied)
+        if new_requests:
+            await enqueue_requests(self.arq, new_requests)
         async with self.pool.acquire() as conn, conn.transaction():
             for batch in report.batches:
                 quarantined = batch.outcome == "quarantined"

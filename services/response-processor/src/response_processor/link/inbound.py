@@ -15,14 +15,17 @@ from servicekit.database import Connection
 
 # A request seen before (a resent batch) is left alone: it is stored and run once.
 INSERT_REQUESTS_SQL: Final = """
-    INSERT INTO request (id, user_id, type, payload, trace_id, created_at, source_batch_id,
-                         cancel_requested)
-    SELECT r.id, r.user_id, r.type, r.payload, r.trace_id, r.created_at, $7,
-           EXISTS (SELECT 1 FROM request_cancel c
-                   WHERE c.request_id = r.id AND c.user_id = r.user_id)
-    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[])
-        AS r (id, user_id, type, payload, trace_id, created_at)
+    INSERT INTO request (id, user_id, type, payload, trace_id, created_at, source_batch_id)
+    SELECT r.*, $7 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[],
+                              $6::timestamptz[]) AS r
     ON CONFLICT (id) DO NOTHING
+    RETURNING id
+"""
+# A cancel that came before its request (batches cross out of order) still counts.
+EARLIER_CANCELS_SQL: Final = """
+    UPDATE request r SET cancel_requested = true
+    FROM request_cancel c
+    WHERE c.request_id = ANY($1) AND r.id = c.request_id AND r.user_id = c.user_id
 """
 # Cancels are kept on their own, so that one arriving before its request still counts.
 INSERT_CANCELS_SQL: Final = """
@@ -42,7 +45,14 @@ _encoder = msgspec.json.Encoder(order="deterministic")
 
 
 class ProcessorInbound:
-    """The processor's `airlink.InboundHandler`: runs inside each import's transaction."""
+    """The processor's `airlink.InboundHandler`: runs inside each import's transaction.
+
+    It remembers which requests each batch stored, so that their jobs are queued once the
+    import has committed (`take_new_requests`, from the link's after-import hook).
+    """
+
+    def __init__(self) -> None:
+        self._new: dict[uuid.UUID, list[uuid.UUID]] = {}
 
     async def apply(
         self, conn: Connection, records: Sequence[ProcessorBusiness], header: Header
@@ -51,9 +61,16 @@ class ProcessorInbound:
         requests = [record for record in records if isinstance(record, Request)]
         cancels = [record for record in records if isinstance(record, Cancel)]
         if requests:
-            await _insert_requests(conn, requests, header.batch_id)
+            stored = await _insert_requests(conn, requests, header.batch_id)
+            self._new.setdefault(header.batch_id, []).extend(stored)
         if cancels:
             await _apply_cancels(conn, cancels)
+
+    def take_new_requests(self, batch_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        """The requests these batches stored; forgets them, and any other batch's (failed)."""
+        taken = [request for batch_id in batch_ids for request in self._new.get(batch_id, [])]
+        self._new.clear()
+        return taken
 
     async def on_acknowledged(self, conn: Connection, batch_ids: Sequence[uuid.UUID]) -> None:
         """Nothing to do: the link marks our batches acknowledged, responses need no more."""
@@ -61,8 +78,8 @@ class ProcessorInbound:
 
 async def _insert_requests(
     conn: Connection, requests: Sequence[Request], batch_id: uuid.UUID
-) -> None:
-    await conn.execute(
+) -> list[uuid.UUID]:
+    rows = await conn.fetch(
         INSERT_REQUESTS_SQL,
         [request.id for request in requests],
         [request.user_id for request in requests],
@@ -72,6 +89,10 @@ async def _insert_requests(
         [request.created_at for request in requests],
         batch_id,
     )
+    stored = [row["id"] for row in rows]
+    if stored and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM request_cancel)"):
+        await conn.execute(EARLIER_CANCELS_SQL, stored)
+    return stored
 
 
 async def _apply_cancels(conn: Connection, cancels: Sequence[Cancel]) -> None:

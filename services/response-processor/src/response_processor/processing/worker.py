@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -76,6 +77,9 @@ async def run_worker(settings: ProcessorSettings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # arq logs two lines per job; the job's own `request_completed` line says what matters,
+    # and at hundreds of jobs a second the rest is CPU spent on noise.
+    logging.getLogger("arq").setLevel(logging.WARNING)
     async with open_runtime(settings, pool_size=settings.worker_concurrency + 4) as runtime:
         worker = build_worker(runtime)
         server = embedded_server(worker_app(runtime), settings.host, settings.worker_port)
