@@ -138,7 +138,7 @@ class AuthController(Controller):
             await set_password(conn, user.id, data.new_password)
 
 
-@get("/api/v1/me", opt=dict(PASSWORD_CHANGE_PENDING_OPT), tags=["auth"])
+@get("/api/v1/me", tags=["auth"])
 async def me(request: Request[Any, Any, Any]) -> UserOut:
     """The signed-in user."""
     async with runtime_of(request).pool.acquire() as conn:
