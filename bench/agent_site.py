@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import itertools
-import os
 import signal
 import socket
 import subprocess
@@ -28,6 +27,7 @@ from batchformat import (
     load_signing_key,
     write_batch,
 )
+from bench.harness import process_cpu_seconds
 
 KEY_ID: Final = "request-net-1"
 ROUTE: Final = "requests"
@@ -172,9 +172,7 @@ class AgentProcess:
 
     def cpu_seconds(self) -> float:
         """User and system CPU seconds the agent has used so far."""
-        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""

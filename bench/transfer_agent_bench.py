@@ -31,7 +31,7 @@ from bench.agent_site import (
     requests_of_about,
     running_agent,
 )
-from bench.harness import mb_per_s, median, percentile, write_report
+from bench.harness import machine_cpu_seconds, mb_per_s, median, percentile, write_report
 from transfer_agent.daemon import WATCH_STEP_MS
 
 BATCH_BYTES: Final = int(os.environ.get("BENCH_BATCH_BYTES", str(1 << 30)))
@@ -129,9 +129,9 @@ def _big_round(site: Site, agent: AgentProcess, batch: Path) -> dict[str, float]
 def _time_agent(site: Site, agent: AgentProcess, batch: Path) -> dict[str, float]:
     """Deliver the batch through the agent; move it back and drop the delivered copy."""
     copied_before, seconds_before = agent.copy_totals()
-    cpu_before, machine_before = agent.cpu_seconds(), _machine_cpu_seconds()
+    cpu_before, machine_before = agent.cpu_seconds(), machine_cpu_seconds()
     seen = _deliver_one(site, batch, BIG_POLL_S, timeout=max(60.0, BATCH_BYTES / 20e6))
-    machine = _machine_cpu_seconds() - machine_before
+    machine = machine_cpu_seconds() - machine_before
     cpu = agent.cpu_seconds() - cpu_before
     # Counted once the source copy is archived: then it can be moved back.
     seconds = agent.wait_copies(copied_before + 1) - seconds_before
@@ -143,13 +143,6 @@ def _time_agent(site: Site, agent: AgentProcess, batch: Path) -> dict[str, float
         "agent_cpu": cpu,
         "other_processes_cores": (machine - cpu) / seen,
     }
-
-
-def _machine_cpu_seconds() -> float:
-    """CPU seconds used by every process since boot, stolen time included (/proc/stat)."""
-    first_line = Path("/proc/stat").read_text().split("\n", 1)[0]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, first_line.split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)

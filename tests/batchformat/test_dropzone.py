@@ -150,3 +150,18 @@ def test_the_same_name_quarantined_twice_keeps_both(tmp_path: Path, make_batch: 
     assert first != second
     assert first.read_bytes() == content
     assert second.with_name(second.name + ".reason.json").exists()
+
+
+def test_a_reason_file_left_half_written_by_a_killed_process_is_cleaned_up(
+    tmp_path: Path, make_batch: MakeBatch
+) -> None:
+    zone = DropZone(tmp_path)
+    path = make_batch(echo_records(1))
+    zone.quarantine_path.mkdir()
+    stale = zone.quarantine_path / f".{path.name}.reason.json.99999.part"
+    stale.write_bytes(b'{"file": "half')
+    zone.quarantine(path, BatchRejected(RejectReason.BAD_SIGNATURE, "forged"))
+    assert sorted(p.name for p in zone.quarantine_path.iterdir()) == [
+        path.name,
+        f"{path.name}.reason.json",
+    ]

@@ -67,15 +67,22 @@ def cancel(of: Request) -> Cancel:
     return Cancel(request_id=of.id, user_id=of.user_id, requested_at=datetime.now(UTC))
 
 
+def sent_records(settings: ProcessorSettings) -> list[Any]:
+    """Every record of every batch in the outbox, read (and verified) as the gateway would."""
+    trusted = TrustedKeys.from_files([settings.signing_key_path.with_suffix(".pub")])
+    return [
+        record
+        for path in sorted(settings.outbox_path.glob("*.jsonl"))
+        for record in BatchReader(path, trusted, ToGateway).records()
+    ]
+
+
 async def exported_records(settings: ProcessorSettings, kind: str) -> list[dict[str, Any]]:
-    """Export what is queued, then read every batch in the outbox as the gateway would."""
+    """Export what is queued, then the sent records of one kind, as plain data."""
     async with open_runtime(settings) as runtime:
         await runtime.link.export_once()
-    public_key = settings.signing_key_path.with_suffix(".pub")
-    trusted = TrustedKeys.from_files([public_key])
-    found = []
-    for path in sorted(settings.outbox_path.glob("*.jsonl")):
-        for record in BatchReader(path, trusted, ToGateway).records():
-            if type(record).__struct_config__.tag == kind:
-                found.append(msgspec.to_builtins(record))
-    return found
+    return [
+        msgspec.to_builtins(record)
+        for record in sent_records(settings)
+        if type(record).__struct_config__.tag == kind
+    ]

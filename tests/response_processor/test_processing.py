@@ -11,8 +11,8 @@ import msgspec
 import pytest
 from arq import Retry
 
-from airlink.records import Response, ToGateway
-from batchformat import BatchReader, TrustedKeys, generate_key_pair, load_signing_key
+from airlink.records import Response
+from batchformat import generate_key_pair, load_signing_key
 from response_processor.domain import audit
 from response_processor.domain.documents import DocumentIn, load_documents
 from response_processor.domain.requests import reopen_dead_letter
@@ -24,7 +24,13 @@ from response_processor.processing.jobs import JobResources, JobSettings, run_re
 from response_processor.runtime import Runtime, open_runtime
 from response_processor.settings import ProcessorSettings
 from tests.response_processor.conftest import USER_PASSWORD
-from tests.response_processor.linkside import FakeGateway, cancel, exported_records, request
+from tests.response_processor.linkside import (
+    FakeGateway,
+    cancel,
+    exported_records,
+    request,
+    sent_records,
+)
 
 
 @pytest.fixture
@@ -75,14 +81,11 @@ async def status_of(rt: Runtime, request_id: uuid.UUID) -> tuple[str, Any, str |
 async def responses(rt: Runtime, request_id: uuid.UUID) -> list[dict[str, Any]]:
     """The responses about one request that the processor sent, in order."""
     await rt.link.export_once()
-    trusted = TrustedKeys.from_files([rt.settings.signing_key_path.with_suffix(".pub")])
-    sent = [
-        record
-        for path in sorted(rt.settings.outbox_path.glob("*.jsonl"))
-        for record in BatchReader(path, trusted, ToGateway).records()
+    return [
+        msgspec.to_builtins(record)
+        for record in sent_records(rt.settings)
         if isinstance(record, Response) and record.request_id == request_id
     ]
-    return [msgspec.to_builtins(record) for record in sent]
 
 
 async def test_an_echo_request_comes_back_completed_with_its_payload(

@@ -87,7 +87,11 @@ class Site:
         folder = self.source / "quarantine"
         if not folder.exists():
             return []
-        return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".reason.json"))
+        return sorted(
+            p.name
+            for p in folder.iterdir()
+            if not p.name.endswith(".reason.json") and not p.name.startswith(".")
+        )
 
 
 def _toml(value: Any) -> str:
@@ -211,7 +215,9 @@ def no_leftovers(site: Site) -> list[str]:
             relative = path.relative_to(site.root)
             if path.is_dir():
                 continue
-            if path.parent in (site.source / "sent", site.source / "quarantine"):
+            if path.parent == site.source / "sent":
+                continue
+            if path.parent == site.source / "quarantine" and not path.name.startswith("."):
                 continue
             if path.parent == site.destination and BatchName.parse(path.name):
                 continue

@@ -170,3 +170,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
+    # A process killed mid-write left its temporary file behind (another pid's name): the
+    # reason is complete now, so those are garbage.
+    for stale in path.parent.glob(f".{path.name}.*{PART_SUFFIX}"):
+        stale.unlink(missing_ok=True)

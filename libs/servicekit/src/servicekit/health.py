@@ -37,6 +37,7 @@ __all__ = [
     "folder_check",
     "health_handlers",
     "postgres_check",
+    "probe_folder",
     "redis_check",
     "run_health_checks",
 ]
@@ -175,12 +176,13 @@ def folder_check(
 
     async def check() -> str | None:
         # Listing, writing and statvfs can block on a slow or network disk: in a thread.
-        return await asyncio.to_thread(_probe_folder, path, min_free_bytes)
+        return await asyncio.to_thread(probe_folder, path, min_free_bytes)
 
     return HealthCheck(name or f"folder:{path.name}", check, timeout_s, critical)
 
 
-def _probe_folder(path: Path, min_free_bytes: int) -> str:
+def probe_folder(path: Path, min_free_bytes: int = 0) -> str:
+    """List, write and measure a folder (blocking); OSError says what fails."""
     with os.scandir(path):
         pass
     # A real write, not os.access: access() says yes to root on a read-only mount.

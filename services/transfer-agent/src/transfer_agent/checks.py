@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from batchformat import KeyFileError, TrustedKeys
+from servicekit.health import probe_folder
 from transfer_agent.config import AgentConfig, RouteConfig
 
 
@@ -42,10 +41,7 @@ def _folder_problems(folder: Path, label: str) -> list[str]:
     if not folder.is_dir():
         return [f"{label} {folder} is not a folder"]
     try:
-        os.listdir(folder)
-        # A real write: os.access says yes to root on a read-only mount.
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".check-"):
-            pass
+        probe_folder(folder)
     except OSError as exc:
         return [f"{label} {folder} is not readable and writable: {exc.strerror}"]
     return []

@@ -71,11 +71,7 @@ class AuthController(Controller):
         decision = await runtime.login_limiter.check(data.username, address)
         if not decision.allowed:
             await _audit_failure(request, data.username, "rate_limited")
-            raise AuthError(
-                AuthErrorCode.TOO_MANY_LOGIN_ATTEMPTS,
-                details={"retry_after_s": decision.retry_after_s},
-                headers={"Retry-After": str(decision.retry_after_s)},
-            )
+            decision.raise_if_denied()
         async with runtime.pool.acquire() as conn:
             row = await conn.fetchrow(FIND_SQL, data.username)
         stored_hash = row["password_hash"] if row is not None else None
