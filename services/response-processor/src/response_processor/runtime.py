@@ -18,14 +18,13 @@ import structlog
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 
+from airlink.endpoint import load_link_keys
 from airlink.records import ToProcessor
 from airlink.runner import Link
-from airlink.settings import LinkSettings
 from authkit.login_limits import LoginLimiter
 from authkit.tokens import AccessTokenIssuer, AccessTokenVerifier
 from batchformat import SigningKey, TrustedKeys
 from response_processor.domain.bootstrap import announce, prepare_database
-from response_processor.keys import load_keys
 from response_processor.link.hooks import LinkHooks
 from response_processor.link.inbound import ProcessorInbound
 from response_processor.settings import ProcessorSettings
@@ -83,13 +82,15 @@ async def open_runtime(
         stack.push_async_callback(client.aclose)
         arq_pool = await create_pool(RedisSettings(**redis_address.arq_kwargs()))
         stack.push_async_callback(arq_pool.aclose)
-        signing_key, peer_keys = load_keys(settings)
+        signing_key, peer_keys = load_link_keys(
+            settings, generate_missing=settings.env != "production"
+        )
         issuer, verifier = token_pair(settings)
         inbound = ProcessorInbound()
         hooks = LinkHooks(pool, arq_pool, inbound)
         link: Link[Any] = Link(
             pool,
-            link_settings(settings),
+            settings.link_settings(),
             signing_key=signing_key,
             peer_keys=peer_keys,
             inbound_records=ToProcessor,
@@ -121,20 +122,3 @@ def token_pair(settings: ProcessorSettings) -> tuple[AccessTokenIssuer, AccessTo
         settings.jwt_secret, lifetime=timedelta(minutes=settings.access_token_minutes), **options
     )
     return issuer, AccessTokenVerifier(settings.jwt_secret, **options)
-
-
-def link_settings(settings: ProcessorSettings) -> LinkSettings:
-    """The link's settings from the processor's."""
-    return LinkSettings(
-        network_id=settings.network_id,
-        peer_network_id=settings.peer_network_id,
-        outbox_dir=settings.outbox_path,
-        inbox_dir=settings.inbox_path,
-        export_window_s=settings.export_window_s,
-        max_batch_records=settings.max_batch_records,
-        ack_delay_s=settings.ack_delay_s,
-        heartbeat_interval_s=settings.heartbeat_interval_s,
-        resend_after_s=settings.resend_after_s,
-        sweep_interval_s=settings.sweep_interval_s,
-        stale_after_s=settings.stale_after_s,
-    )

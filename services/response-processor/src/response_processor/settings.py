@@ -7,6 +7,9 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from airlink.endpoint import LinkEndpointSettings
+from airlink.settings import GATEWAY_NETWORK_ID, PROCESSOR_NETWORK_ID
+from batchformat.models import NetworkId
 from servicekit.settings import Environment, Secret, load_settings
 
 PREFIX: Final = "PROCESSOR_"
@@ -17,7 +20,7 @@ PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
 
-class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
+class ProcessorSettings(LinkEndpointSettings, frozen=True, kw_only=True):
     """The processor's configuration; docs/configuration.md describes each field."""
 
     env: Environment = "development"
@@ -42,21 +45,9 @@ class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     cors_origins: list[str] = msgspec.field(default_factory=list)
     max_body_bytes: PositiveInt = 16 * 1024 * 1024  # bulk document loads are large
 
-    # The link (docs/link-protocol.md)
-    network_id: str = "response-net"
-    peer_network_id: str = "request-net"
-    outbox_dir: Path | None = None  # default: data_dir/outbox
-    inbox_dir: Path | None = None  # default: data_dir/inbox
-    signing_key_file: Path | None = None  # default: data_dir/keys/<network_id>.key
-    peer_keys_dir: Path | None = None  # default: data_dir/keys/peers
-    signing_enabled: bool = True
-    export_window_s: PositiveFloat = 1.0
-    max_batch_records: PositiveInt = 10_000
-    ack_delay_s: PositiveFloat = 2.0
-    heartbeat_interval_s: PositiveFloat = 30.0
-    resend_after_s: PositiveFloat = 300.0
-    sweep_interval_s: PositiveFloat = 60.0
-    stale_after_s: PositiveFloat = 90.0
+    # The link: LinkEndpointSettings declares the rest (docs/link-protocol.md)
+    network_id: NetworkId = PROCESSOR_NETWORK_ID
+    peer_network_id: NetworkId = GATEWAY_NETWORK_ID
     snapshot_interval_s: PositiveFloat = 3600.0
 
     # Processing
@@ -68,41 +59,17 @@ class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     reconcile_interval_s: PositiveFloat = 60.0
 
     @property
-    def outbox_path(self) -> Path:
-        """Where this side publishes batches for the gateway."""
-        return self.outbox_dir or self.data_dir / "outbox"
-
-    @property
-    def inbox_path(self) -> Path:
-        """Where the transfer agent delivers the gateway's batches."""
-        return self.inbox_dir or self.data_dir / "inbox"
-
-    @property
-    def signing_key_path(self) -> Path:
-        """This side's Ed25519 private key."""
-        return self.signing_key_file or self.data_dir / "keys" / f"{self.network_id}.key"
-
-    @property
-    def peer_keys_path(self) -> Path:
-        """The gateway's public keys."""
-        return self.peer_keys_dir or self.data_dir / "keys" / "peers"
-
-    @property
     def json_logs(self) -> bool:
         """JSON log lines unless console output was asked for (the default in development)."""
         return (self.log_format or ("json" if self.env == "production" else "console")) == "json"
 
     def production_problems(self) -> list[str]:
         """What production refuses beyond default secrets."""
-        problems = []
-        if not self.signing_enabled:
-            problems.append(f"{PREFIX}SIGNING_ENABLED: batches must be signed in production")
+        problems = self.link_production_problems(PREFIX)
         if self.database_url is None:
             problems.append(f"{PREFIX}DATABASE_URL: production needs a real PostgreSQL server")
         if self.redis_url is None:
             problems.append(f"{PREFIX}REDIS_URL: production needs a real Redis server")
-        if self.signing_key_file is None:
-            problems.append(f"{PREFIX}SIGNING_KEY_FILE: production keys are provisioned, not made")
         if len(self.jwt_secret) < 32:
             problems.append(f"{PREFIX}JWT_SECRET: use at least 32 characters")
         return problems

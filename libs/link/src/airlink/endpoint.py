@@ -1,0 +1,114 @@
+"""What every service that speaks the link configures: its folders, keys and timings.
+
+Both services' settings structs derive from `LinkEndpointSettings` (each under its own
+environment prefix, each with its own defaults for `data_dir` and the network ids), so the
+link's settings are declared once and read the same way on both sides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import structlog
+
+from airlink.settings import LinkSettings
+from batchformat import SigningKey, TrustedKeys, generate_key_pair, load_signing_key
+from batchformat.models import NetworkId
+
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+log = structlog.get_logger("airlink.keys")
+
+
+class LinkEndpointSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """One side's link settings; docs/link-protocol.md describes the timings."""
+
+    data_dir: Path
+    network_id: NetworkId
+    peer_network_id: NetworkId
+    outbox_dir: Path | None = None  # default: data_dir/outbox
+    inbox_dir: Path | None = None  # default: data_dir/inbox
+    signing_key_file: Path | None = None  # default: data_dir/keys/<network_id>.key
+    peer_keys_dir: Path | None = None  # default: data_dir/keys/peers
+    signing_enabled: bool = True
+    export_window_s: PositiveFloat = 1.0
+    max_batch_records: PositiveInt = 10_000
+    ack_delay_s: PositiveFloat = 2.0
+    heartbeat_interval_s: PositiveFloat = 30.0
+    resend_after_s: PositiveFloat = 300.0
+    sweep_interval_s: PositiveFloat = 60.0
+    stale_after_s: PositiveFloat = 90.0
+
+    @property
+    def outbox_path(self) -> Path:
+        """Where this side publishes batches for its peer."""
+        return self.outbox_dir or self.data_dir / "outbox"
+
+    @property
+    def inbox_path(self) -> Path:
+        """Where the transfer agent delivers the peer's batches."""
+        return self.inbox_dir or self.data_dir / "inbox"
+
+    @property
+    def signing_key_path(self) -> Path:
+        """This side's Ed25519 private key."""
+        return self.signing_key_file or self.data_dir / "keys" / f"{self.network_id}.key"
+
+    @property
+    def peer_keys_path(self) -> Path:
+        """The peer's public keys (`*.pub`)."""
+        return self.peer_keys_dir or self.data_dir / "keys" / "peers"
+
+    def link_settings(self) -> LinkSettings:
+        """The `LinkSettings` these settings describe."""
+        return LinkSettings(
+            network_id=self.network_id,
+            peer_network_id=self.peer_network_id,
+            outbox_dir=self.outbox_path,
+            inbox_dir=self.inbox_path,
+            export_window_s=self.export_window_s,
+            max_batch_records=self.max_batch_records,
+            ack_delay_s=self.ack_delay_s,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+            resend_after_s=self.resend_after_s,
+            sweep_interval_s=self.sweep_interval_s,
+            stale_after_s=self.stale_after_s,
+        )
+
+    def link_production_problems(self, prefix: str) -> list[str]:
+        """What production refuses in the link's settings (unsigned batches, made-up keys)."""
+        problems = []
+        if not self.signing_enabled:
+            problems.append(f"{prefix}SIGNING_ENABLED: batches must be signed in production")
+        if self.signing_key_file is None:
+            problems.append(f"{prefix}SIGNING_KEY_FILE: production keys are provisioned, not made")
+        return problems
+
+
+def load_link_keys(
+    settings: LinkEndpointSettings, *, generate_missing: bool
+) -> tuple[SigningKey, TrustedKeys | None]:
+    """This side's signing key and the peer's trusted public keys.
+
+    With `generate_missing` (development) a missing key pair is made under the data folder;
+    the peer's keys are whatever `*.pub` files the peer-keys folder holds. With signing
+    disabled (development only) the peer's signatures are not checked: None is returned.
+    """
+    key_path = settings.signing_key_path
+    if generate_missing and not key_path.exists():
+        private, public = generate_key_pair(key_path.stem, key_path.parent)
+        log.info("signing_key_generated", key=str(private), public_key=str(public))
+    signing_key = load_signing_key(key_path)
+    if not settings.signing_enabled:
+        return signing_key, None
+    peers = settings.peer_keys_path
+    peers.mkdir(parents=True, exist_ok=True)
+    trusted = TrustedKeys.from_directory(peers)
+    if not trusted:
+        log.warning(
+            "no_peer_keys", folder=str(peers), effect="every batch from the peer is rejected"
+        )
+    return signing_key, trusted
