@@ -31,6 +31,7 @@ __all__ = [
     "AccessTokenIssuer",
     "AccessTokenVerifier",
     "IssuedAccessToken",
+    "token_pair",
 ]
 
 ACCESS_TOKEN_TYPE: Final = "access"  # noqa: S105 (the typ claim)
@@ -219,3 +220,11 @@ def _prepare_key(algorithm: str, key: Key, *, signing: bool) -> Any:
         # Given a private key, verify with its public half (the private one cannot verify).
         return prepared.public_key()
     return prepared
+
+
+def token_pair(
+    key: Key, *, issuer: str, audience: str, algorithm: str, lifetime: timedelta
+) -> tuple[AccessTokenIssuer, AccessTokenVerifier]:
+    """The issuer and the verifier of one service's access tokens."""
+    options: dict[str, Any] = {"issuer": issuer, "audience": audience, "algorithm": algorithm}
+    return AccessTokenIssuer(key, lifetime=lifetime, **options), AccessTokenVerifier(key, **options)

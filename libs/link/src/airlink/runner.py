@@ -48,6 +48,8 @@ class Link(Generic[R_contra]):
     `ToGateway` on the gateway); `handler` applies its records, acks excluded. Passing
     `peer_keys=None` turns signature checks off, for development only.
 
+    `before_export` runs at the start of each export pass: the place to move records into
+    the outbox in bulk (the gateway stages its queued requests there).
     `after_import` and `after_export` are called with each pass's report once its work is
     committed and published (and only when the pass did something): the place for what must
     wait for the commit, such as queueing jobs for requests just imported, or auditing.
@@ -65,10 +67,12 @@ class Link(Generic[R_contra]):
         clock: Clock = utc_now,
         after_import: Callable[[ImportReport], Awaitable[None]] | None = None,
         after_export: Callable[[ExportReport], Awaitable[None]] | None = None,
+        before_export: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.pool = pool
         self._after_import = after_import
         self._after_export = after_export
+        self._before_export = before_export
         self.settings = settings
         self.clock = clock
         self.exporter = Exporter(pool, settings, signing_key)
@@ -82,6 +86,8 @@ class Link(Generic[R_contra]):
         if not self._outbox_ready:
             await asyncio.to_thread(self.settings.outbox_dir.mkdir, parents=True, exist_ok=True)
             self._outbox_ready = True
+        if self._before_export is not None:
+            await self._before_export()
         report = await self.exporter.export_once(now or self.clock())
         if report.batches and self._after_export is not None:
             await self._after_export(report)

@@ -23,6 +23,7 @@ from airlink.records import ToProcessor
 from airlink.runner import Link
 from authkit.login_limits import LoginLimiter
 from authkit.tokens import AccessTokenIssuer, AccessTokenVerifier
+from authkit.tokens import token_pair as authkit_token_pair
 from batchformat import SigningKey, TrustedKeys
 from response_processor.domain.bootstrap import announce, prepare_database
 from response_processor.link.hooks import LinkHooks
@@ -113,12 +114,10 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
 
 def token_pair(settings: ProcessorSettings) -> tuple[AccessTokenIssuer, AccessTokenVerifier]:
     """The access-token issuer and verifier for the configured secret, issuer and audience."""
-    options: dict[str, Any] = {
-        "issuer": settings.jwt_issuer,
-        "audience": settings.jwt_audience,
-        "algorithm": settings.jwt_algorithm,
-    }
-    issuer = AccessTokenIssuer(
-        settings.jwt_secret, lifetime=timedelta(minutes=settings.access_token_minutes), **options
+    return authkit_token_pair(
+        settings.jwt_secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        algorithm=settings.jwt_algorithm,
+        lifetime=timedelta(minutes=settings.access_token_minutes),
     )
-    return issuer, AccessTokenVerifier(settings.jwt_secret, **options)
