@@ -9,6 +9,8 @@ plugin in `servicekit.testing` stays cheap to load):
 - `health`: dependency checks within a time budget, ``/health`` and ``/health/live``;
 - `errors` and `error_codes`: the JSON error shape and its stable codes;
 - `middleware` and `plugin`: `ServiceKitPlugin`, the one-line HTTP chassis for Litestar;
+- `connection`: the caller's address, read one way by every service;
+- `audit`: the writer of every service's append-only ``audit_log`` table;
 - `embedded` and `redis_url`: embedded PostgreSQL and Redis for development and tests;
 - `testing`: the pytest fixtures giving real PostgreSQL and Redis.
 """

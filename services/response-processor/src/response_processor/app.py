@@ -13,14 +13,16 @@ from litestar.openapi import OpenAPIConfig
 from authkit.guards import password_change_guard
 from authkit.identity import AuthUser
 from authkit.middleware import AuthConfig, auth_middleware
+from authkit.routes import AuthServices, auth_controller
 from response_processor.api.audit import read_audit
-from response_processor.api.auth import AuthController, me
+from response_processor.api.auth import PasswordController, auth_services, me
 from response_processor.api.batches import BatchesController
 from response_processor.api.documents import DocumentsController
 from response_processor.api.guards import address_guard, parse_networks
 from response_processor.api.profile_types import ProfileTypesController
 from response_processor.api.requests import DeadLettersController, RequestsController
 from response_processor.api.users import UsersController
+from response_processor.domain.accounts import ProcessorAccounts
 from response_processor.health import health_checks
 from response_processor.runtime import Runtime, open_runtime, token_pair
 from response_processor.settings import ProcessorSettings
@@ -40,6 +42,9 @@ def create_app(settings: ProcessorSettings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
+            app.state.auth_services = AuthServices(
+                runtime.pool, runtime.issuer, runtime.login_limiter, ProcessorAccounts()
+            )
             yield
 
     async def load_user(user_id: uuid.UUID) -> AuthUser | None:
@@ -62,7 +67,8 @@ def create_app(settings: ProcessorSettings) -> Litestar:
         path="/",
         guards=[address_guard(parse_networks(settings.admin_allowed_networks))],
         route_handlers=[
-            AuthController,
+            auth_controller(auth_services),
+            PasswordController,
             me,
             UsersController,
             ProfileTypesController,

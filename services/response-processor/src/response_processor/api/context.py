@@ -1,4 +1,4 @@
-"""What every route handler reaches for: the runtime, the caller, the caller's address."""
+"""What every route handler reaches for: the runtime and the caller as an audit actor."""
 
 from __future__ import annotations
 
@@ -7,19 +7,15 @@ from typing import Any
 from litestar.connection import ASGIConnection
 
 from authkit.identity import current_user
-from response_processor.domain.audit import Actor
 from response_processor.runtime import Runtime
+from servicekit.audit import Actor
+from servicekit.connection import client_address
 
 
 def runtime_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Runtime:
     """The process's runtime, built by the app's lifespan."""
     runtime: Runtime = connection.app.state.runtime
     return runtime
-
-
-def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """The peer address of the connection (proxies are not trusted to say otherwise)."""
-    return connection.client.host if connection.client else "unknown"
 
 
 def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Actor:

@@ -11,9 +11,10 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
 from authkit.guards import requires_roles
-from response_processor.api.context import client_address, runtime_of
+from response_processor.api.context import runtime_of
 from response_processor.domain import audit
 from response_processor.errors import ProcessorErrorCode
+from servicekit.connection import client_address
 from servicekit.errors import ApiError
 
 MANAGE: Final = requires_roles("admin")

@@ -1,21 +1,16 @@
-"""The append-only audit log: who did what, from where, with what outcome."""
+"""The processor's audit actions; entries are written by `servicekit.audit`.
+
+Re-exports `Actor`, `SYSTEM` and `record`, so the processor's code says
+``audit.record(conn, actor, audit.Action.USER_CREATED, ...)`` with one import.
+"""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
 
-import msgspec
+from servicekit.audit import SYSTEM, Actor, record
 
-from servicekit.database import Connection
-
-INSERT_SQL: Final = """
-    INSERT INTO audit_log (actor_id, actor, action, target, outcome, client_address, details)
-    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
-"""
+__all__ = ["SYSTEM", "Action", "Actor", "record"]
 
 
 class Action(StrEnum):
@@ -40,37 +35,3 @@ class Action(StrEnum):
     BATCH_EXPORTED = "batch_exported"
     BATCH_QUARANTINED = "batch_quarantined"
     USERS_SNAPSHOT = "users_snapshot"
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who acted: a user, or the system itself (actor_id None)."""
-
-    id: uuid.UUID | None
-    name: str | None
-    address: str | None = None
-
-
-SYSTEM: Final = Actor(None, "system")
-
-
-async def record(
-    connection: Connection,
-    actor: Actor,
-    action: Action,
-    *,
-    target: str | None = None,
-    outcome: str = "ok",
-    details: Mapping[str, Any] | None = None,
-) -> None:
-    """Append one entry; call it inside the transaction of the change it describes."""
-    await connection.execute(
-        INSERT_SQL,
-        actor.id,
-        actor.name,
-        str(action),
-        target,
-        outcome,
-        actor.address,
-        msgspec.json.encode(dict(details or {})).decode(),
-    )

@@ -1,0 +1,75 @@
+"""`app_user` as authkit's login routes see it, audited with the processor's actions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Final
+
+import asyncpg
+
+from authkit.routes import Account, AuthEvent
+from response_processor.domain import audit
+from servicekit.database import Connection
+
+ACCOUNT_COLUMNS: Final = (
+    "id, username, password_hash, roles, active, must_change_password, session_version"
+)
+BY_USERNAME_SQL: Final = f"SELECT {ACCOUNT_COLUMNS} FROM app_user WHERE lower(username) = lower($1)"  # noqa: S608
+BY_ID_SQL: Final = f"SELECT {ACCOUNT_COLUMNS} FROM app_user WHERE id = $1"  # noqa: S608
+LAST_LOGIN_SQL: Final = "UPDATE app_user SET last_login_at = now() WHERE id = $1"
+
+ACTIONS: Final[Mapping[AuthEvent, audit.Action]] = {
+    AuthEvent.LOGIN: audit.Action.LOGIN,
+    AuthEvent.LOGIN_FAILED: audit.Action.LOGIN_FAILED,
+    AuthEvent.LOGOUT: audit.Action.LOGOUT,
+}
+
+
+class ProcessorAccounts:
+    """The processor's `authkit.routes.AccountStore`: usernames compare case-insensitively."""
+
+    async def find_by_username(self, conn: Connection, username: str) -> Account | None:
+        """The user a login names, or None."""
+        return _account(await conn.fetchrow(BY_USERNAME_SQL, username))
+
+    async def get(self, conn: Connection, user_id: uuid.UUID) -> Account | None:
+        """The user of a refresh token, or None."""
+        return _account(await conn.fetchrow(BY_ID_SQL, user_id))
+
+    async def on_login(self, conn: Connection, account: Account) -> None:
+        """Stamp ``last_login_at``."""
+        await conn.execute(LAST_LOGIN_SQL, account.id)
+
+    async def audit(
+        self,
+        conn: Connection,
+        event: AuthEvent,
+        *,
+        user_id: uuid.UUID | None,
+        username: str | None,
+        address: str,
+        why: str | None = None,
+    ) -> None:
+        """One `audit_log` entry; a failed login is ``refused`` with ``{"why": ...}``."""
+        await audit.record(
+            conn,
+            audit.Actor(user_id, username, address),
+            ACTIONS[event],
+            outcome="refused" if event is AuthEvent.LOGIN_FAILED else "ok",
+            details={"why": why} if why is not None else None,
+        )
+
+
+def _account(row: asyncpg.Record | None) -> Account | None:
+    if row is None:
+        return None
+    return Account(
+        id=row["id"],
+        username=row["username"],
+        password_hash=row["password_hash"],
+        roles=frozenset(row["roles"]),
+        active=row["active"],
+        must_change_password=row["must_change_password"],
+        session_version=row["session_version"],
+    )
