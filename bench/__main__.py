@@ -6,13 +6,20 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import batchformat_bench, link_bench, processor_bench, transfer_agent_bench
+from bench import (
+    batchformat_bench,
+    gateway_bench,
+    link_bench,
+    processor_bench,
+    transfer_agent_bench,
+)
 
 BENCHMARKS: dict[str, Callable[[], Path]] = {
     "batchformat": batchformat_bench.run,
     "transfer-agent": transfer_agent_bench.run,
     "link": link_bench.run,
     "response-processor": processor_bench.run,
+    "request-gateway": gateway_bench.run,
 }
 
 
