@@ -50,9 +50,9 @@ _CORS_REQUEST_HEADERS: Final = [
 _CORS_EXPOSED_HEADERS: Final = [
     REQUEST_ID_HEADER,
     "Retry-After",
-    "RateLimit-Limit",
-    "RateLimit-Remaining",
-    "RateLimit-Reset",
+    "RateLimit",
+    "RateLimit-Policy",
+    "Idempotent-Replayed",
 ]
 
 

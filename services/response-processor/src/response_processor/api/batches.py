@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from litestar import Controller, Request, get
-from litestar.params import FromQuery, QueryParameter
+from litestar.connection import ASGIConnection
 
-from airlink.batches import InboundBatch, OutboundBatch, list_inbound, list_outbound
+from airlink.api import batches_controller
 from response_processor.api.context import runtime_of
 from response_processor.api.guards import READ
+from servicekit.database import Pool
 
-Limit = Annotated[int, QueryParameter(ge=1, le=500)]
+
+def _pool(connection: ASGIConnection[Any, Any, Any, Any]) -> Pool:
+    return runtime_of(connection).pool
 
 
-class BatchesController(Controller):
-    """Batches sent to the gateway and received from it, newest first."""
-
-    path = "/api/v1/batches"
-    tags = ("batches",)
-    guards = [READ]  # noqa: RUF012 - Litestar's own attribute
-
-    @get("/outbound")
-    async def outbound(
-        self,
-        request: Request[Any, Any, Any],
-        before_seq: FromQuery[int | None] = None,
-        limit: Limit = 100,
-    ) -> list[OutboundBatch]:
-        """Sent batches with their publication and acknowledgement."""
-        async with runtime_of(request).pool.acquire() as conn:
-            return await list_outbound(conn, before_seq=before_seq, limit=limit)
-
-    @get("/inbound")
-    async def inbound(
-        self,
-        request: Request[Any, Any, Any],
-        before_seq: FromQuery[int | None] = None,
-        limit: Limit = 100,
-    ) -> list[InboundBatch]:
-        """Received batches, each applied once however often it came."""
-        async with runtime_of(request).pool.acquire() as conn:
-            return await list_inbound(conn, before_seq=before_seq, limit=limit)
+BatchesController = batches_controller(_pool, path="/api/v1/batches", guards=[READ])

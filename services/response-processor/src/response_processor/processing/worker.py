@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import structlog
@@ -20,8 +19,7 @@ from response_processor.processing.jobs import JOB_NAME, JobResources, JobSettin
 from response_processor.processing.reconcile import reconcile
 from response_processor.runtime import Runtime, open_runtime
 from response_processor.settings import ProcessorSettings
-from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
-from servicekit.server import embedded_server
+from servicekit.server import embedded_server, operational_app, run_every
 
 # arq's own try limit must stay above ours: the job itself decides when to give up (it
 # counts tries in PostgreSQL, which survives a Redis loss), arq must never drop it silently.
@@ -107,24 +105,14 @@ async def run_worker(settings: ProcessorSettings) -> None:
 
 def worker_app(runtime: Runtime) -> Litestar:
     """The worker's operational endpoints: /health, /health/live, /metrics."""
-    return Litestar(
-        plugins=[
-            ServiceKitPlugin(
-                ServiceKitConfig(
-                    service="response-processor-worker",
-                    health_checks=lambda app: health_checks(runtime),
-                )
-            )
-        ],
-        openapi_config=None,
-    )
+    return operational_app("response-processor-worker", lambda: health_checks(runtime))
 
 
 async def _reconcile_loop(runtime: Runtime, stop: asyncio.Event) -> None:
     async def once() -> None:
         await reconcile(runtime.pool, runtime.arq)
 
-    await _every(runtime.settings.reconcile_interval_s, once, stop, "reconcile")
+    await run_every(runtime.settings.reconcile_interval_s, once, stop, "reconcile")
 
 
 async def _snapshot_loop(runtime: Runtime, stop: asyncio.Event) -> None:
@@ -134,20 +122,4 @@ async def _snapshot_loop(runtime: Runtime, stop: asyncio.Event) -> None:
         if await snapshot_if_due(runtime.pool, interval):
             log.info("users_snapshot_queued")
 
-    await _every(min(interval.total_seconds(), SNAPSHOT_CHECK_S), once, stop, "snapshot")
-
-
-async def _every(
-    interval_s: float, action: Callable[[], Awaitable[None]], stop: asyncio.Event, name: str
-) -> None:
-    """Run `action` now and every `interval_s` until stop; a failure is logged and retried."""
-    while not stop.is_set():
-        try:
-            await action()
-        except Exception as exc:
-            log.error(f"{name}_failed", error=f"{type(exc).__name__}: {exc}")
-        try:
-            async with asyncio.timeout(interval_s):
-                await stop.wait()
-        except TimeoutError:
-            pass
+    await run_every(min(interval.total_seconds(), SNAPSHOT_CHECK_S), once, stop, "snapshot")

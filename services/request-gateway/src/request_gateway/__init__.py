@@ -1,0 +1,1 @@
+"""Airlock's request gateway: the users' API and the request side of the link."""

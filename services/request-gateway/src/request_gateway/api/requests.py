@@ -1,0 +1,175 @@
+"""`/api/v1/requests`: submit, read, list and cancel one's own requests."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Final
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+
+from request_gateway.api.context import gateway_user, runtime_of
+from request_gateway.domain import requests
+from request_gateway.domain.requests import Page, RequestOut, Status
+from request_gateway.errors import GatewayErrorCode, gateway_error
+from request_gateway.identity import Profile
+from servicekit.errors import ApiError
+from servicekit.middleware import request_id_for
+from servicekit.ratelimit import RateLimitDecision, RateLimiterUnavailable, RateLimitPolicy
+
+REPLAYED_HEADER: Final = "Idempotent-Replayed"
+
+RequestType = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+IdempotencyKey = Annotated[
+    str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200)
+]
+Limit = Annotated[int, QueryParameter(ge=1, le=200)]
+Cursor = Annotated[str | None, QueryParameter(max_length=200)]
+
+_encoder = msgspec.json.Encoder()
+
+
+class RequestIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """DESIGN: `{"type", "payload": {...}}`."""
+
+    type: RequestType
+    payload: dict[str, Any]
+
+
+class RequestsController(Controller):
+    """A user's own requests; anyone else's are invisible (404)."""
+
+    path = "/api/v1/requests"
+    tags = ("requests",)
+
+    @post("/", status_code=HTTP_202_ACCEPTED)
+    async def submit(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[RequestIn],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[RequestOut]:
+        """Queue a request for the processor (202); a repeated `Idempotency-Key` returns the
+        request it made (200, `Idempotent-Replayed: true`) and never makes a second one."""
+        runtime = runtime_of(request)
+        user = await gateway_user(request)
+        profile = await runtime.identity.profile(user.profile_type)
+        profile = _profile_or_refuse(profile)
+        payload_json = _checked(data, profile)
+        decision = await _rate_limit(request, user.id, profile)
+        async with runtime.pool.acquire() as conn:
+            submitted = await requests.submit(
+                conn,
+                user_id=user.id,
+                request_type=data.type,
+                payload_json=payload_json,
+                trace_id=request_id_for(request.scope),
+                idempotency_key=idempotency_key,
+                max_pending=profile.max_pending_requests,
+            )
+        headers = decision.headers()
+        if submitted.created:
+            return Response(submitted.request, status_code=HTTP_202_ACCEPTED, headers=headers)
+        original = submitted.request
+        if original.type != data.type or original.payload != data.payload:
+            raise gateway_error(
+                422,
+                GatewayErrorCode.IDEMPOTENCY_KEY_REUSED,
+                "This Idempotency-Key was used for a different request.",
+            )
+        headers[REPLAYED_HEADER] = "true"
+        return Response(original, status_code=HTTP_200_OK, headers=headers)
+
+    @get("/{request_id:uuid}")
+    async def read(
+        self, request: Request[Any, Any, Any], request_id: FromPath[uuid.UUID]
+    ) -> RequestOut:
+        """One of the caller's requests, with its response or error once it has one."""
+        user_id = (await gateway_user(request)).id
+        async with runtime_of(request).pool.acquire() as conn:
+            return await requests.get(conn, request_id, user_id)
+
+    @get("/")
+    async def list_own(
+        self,
+        request: Request[Any, Any, Any],
+        status: FromQuery[Status | None] = None,
+        cursor: Cursor = None,
+        limit: Limit = 50,
+    ) -> Page:
+        """The caller's requests, newest first; pass `next_cursor` as `cursor` for more."""
+        user_id = (await gateway_user(request)).id
+        async with runtime_of(request).pool.acquire() as conn:
+            return await requests.list_page(
+                conn, user_id=user_id, status=status, cursor=cursor, limit=limit
+            )
+
+    @delete("/{request_id:uuid}", status_code=HTTP_200_OK)
+    async def cancel(
+        self, request: Request[Any, Any, Any], request_id: FromPath[uuid.UUID]
+    ) -> Response[RequestOut]:
+        """Cancel: a queued request is cancelled at once (200); one already sent gets a
+        cancel forwarded (202), and its final status tells whether it came in time."""
+        user_id = (await gateway_user(request)).id
+        async with runtime_of(request).pool.acquire() as conn:
+            found, settled = await requests.cancel(conn, request_id, user_id)
+        return Response(found, status_code=HTTP_200_OK if settled else HTTP_202_ACCEPTED)
+
+
+def _profile_or_refuse(profile: Profile | None) -> Profile:
+    if profile is None:
+        raise gateway_error(
+            403,
+            GatewayErrorCode.PROFILE_TYPE_UNKNOWN,
+            "Your profile type is not known here yet; try again once it has been synced.",
+        )
+    return profile
+
+
+def _checked(data: RequestIn, profile: Profile) -> str:
+    """The payload as JSON text, once the profile allows its type and size."""
+    if data.type not in profile.allowed_request_types:
+        raise gateway_error(
+            403,
+            GatewayErrorCode.REQUEST_TYPE_NOT_ALLOWED,
+            f"Your profile type does not allow requests of type {data.type!r}.",
+        )
+    payload_json = _encoder.encode(data.payload).decode()
+    if len(payload_json.encode()) > profile.max_payload_bytes:
+        raise gateway_error(
+            413,
+            GatewayErrorCode.PAYLOAD_TOO_LARGE,
+            f"The payload is over your profile's {profile.max_payload_bytes} bytes.",
+        )
+    return payload_json
+
+
+async def _rate_limit(
+    request: Request[Any, Any, Any], user_id: uuid.UUID, profile: Profile
+) -> RateLimitDecision:
+    """Count the submit against the user's rate; 429 with the limit's headers beyond it."""
+    if profile.requests_per_minute < 1 or profile.burst < 1:
+        raise gateway_error(
+            429, GatewayErrorCode.RATE_LIMITED, "Your profile type allows no requests."
+        )
+    policy = RateLimitPolicy(profile.requests_per_minute, profile.burst)
+    try:
+        decision = await runtime_of(request).rate_limiter.hit(str(user_id), policy)
+    except RateLimiterUnavailable:
+        raise gateway_error(
+            503,
+            GatewayErrorCode.RATE_LIMIT_UNAVAILABLE,
+            "Requests cannot be accepted right now; try again shortly.",
+        ) from None
+    if not decision.allowed:
+        raise ApiError(
+            429,
+            str(GatewayErrorCode.RATE_LIMITED),
+            f"Over your rate of {policy.requests_per_minute} requests a minute; "
+            f"retry in {decision.retry_after_s} s.",
+            details={"retry_after_s": decision.retry_after_s},
+            headers=decision.headers(),
+        )
+    return decision

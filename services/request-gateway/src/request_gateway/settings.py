@@ -1,0 +1,85 @@
+"""Every setting of the gateway, read from `GATEWAY_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+from airlink.endpoint import LinkEndpointSettings
+from airlink.settings import GATEWAY_NETWORK_ID, PROCESSOR_NETWORK_ID
+from batchformat.models import NetworkId
+from servicekit.settings import Environment, Secret, load_settings
+
+PREFIX: Final = "GATEWAY_"
+# Refused in production by servicekit (a secret still at its development default).
+DEV_JWT_SECRET: Final = "development-only-gateway-jwt-secret-change-me"  # noqa: S105
+
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+
+
+class GatewaySettings(LinkEndpointSettings, frozen=True, kw_only=True):
+    """The gateway's configuration; docs/request-gateway.md describes each field."""
+
+    env: Environment = "development"
+    data_dir: Path = Path(".local/gateway")
+    database_url: str | None = None  # unset: an embedded PostgreSQL under data_dir
+    redis_url: str | None = None  # unset: an embedded Redis under data_dir
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    workers: PositiveInt = 1  # server processes of `serve`
+    worker_port: Port = 8010  # the link worker's /health and /metrics
+    db_pool_size: PositiveInt = 10  # per process
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] | None = None  # default: json in production
+    tls_cert_file: Path | None = None  # with tls_key_file: serve HTTPS directly
+    tls_key_file: Path | None = None
+    cors_origins: list[str] = msgspec.field(default_factory=list)
+    max_body_bytes: PositiveInt = 1024 * 1024
+
+    # Authentication
+    jwt_secret: Secret = DEV_JWT_SECRET
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_issuer: str = "airlock-request-gateway"
+    jwt_audience: str = "airlock-request-gateway"
+    access_token_minutes: PositiveInt = 30
+    refresh_token_days: PositiveInt = 14  # one refresh token's life
+    session_days: PositiveInt = 30  # a login's absolute life, however often refreshed
+    api_key_days: PositiveInt = 90  # default and maximum life of an API key
+    max_api_keys: PositiveInt = 10  # live keys per user
+    identity_cache_s: PositiveFloat = 30.0  # users, profiles and API keys, between syncs
+
+    # Requests and limits
+    request_ttl_hours: PositiveFloat = 24.0  # unanswered longer: expired
+    expiry_interval_s: PositiveFloat = 60.0
+    rate_limit_on_redis_error: Literal["open", "closed"] = "open"
+
+    # The link: LinkEndpointSettings declares the rest (docs/link-protocol.md)
+    network_id: NetworkId = GATEWAY_NETWORK_ID
+    peer_network_id: NetworkId = PROCESSOR_NETWORK_ID
+
+    @property
+    def json_logs(self) -> bool:
+        """JSON log lines unless console output was asked for (the default in development)."""
+        return (self.log_format or ("json" if self.env == "production" else "console")) == "json"
+
+    def production_problems(self) -> list[str]:
+        """What production refuses beyond default secrets."""
+        problems = self.link_production_problems(PREFIX)
+        if self.database_url is None:
+            problems.append(f"{PREFIX}DATABASE_URL: production needs a real PostgreSQL server")
+        if self.redis_url is None:
+            problems.append(f"{PREFIX}REDIS_URL: production needs a real Redis server")
+        if len(self.jwt_secret) < 32:
+            problems.append(f"{PREFIX}JWT_SECRET: use at least 32 characters")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            problems.append(f"{PREFIX}TLS_CERT_FILE and {PREFIX}TLS_KEY_FILE go together")
+        return problems
+
+
+def load() -> GatewaySettings:
+    """Settings from the environment; SettingsError lists every problem."""
+    return load_settings(GatewaySettings, prefix=PREFIX)

@@ -1,0 +1,56 @@
+"""`request-gateway worker`: the link (export, import, acks) and request expiry, in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import UTC, datetime
+from functools import partial
+from typing import Final
+
+import structlog
+
+from request_gateway.domain import requests
+from request_gateway.health import health_checks
+from request_gateway.runtime import Runtime, open_runtime
+from request_gateway.settings import GatewaySettings
+from servicekit.server import embedded_server, operational_app, run_every
+
+EXPIRE_CHUNK: Final = 10_000
+
+log = structlog.get_logger("request_gateway.worker")
+
+
+async def run_worker(settings: GatewaySettings) -> None:
+    """Run until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_runtime(settings, listen=False) as runtime:
+        app = operational_app("request-gateway-worker", lambda: health_checks(runtime))
+        server = embedded_server(app, settings.host, settings.worker_port)
+        log.info("worker_started", listen=f"{settings.host}:{settings.worker_port}")
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(server.serve())
+            tasks.create_task(runtime.link.run(stop))
+            tasks.create_task(
+                run_every(settings.expiry_interval_s, partial(expire_due, runtime), stop, "expiry")
+            )
+            await stop.wait()
+            server.should_exit = True
+        log.info("worker_stopped")
+
+
+async def expire_due(runtime: Runtime) -> None:
+    """Expire every pending request older than the TTL."""
+    cutoff = requests.ttl_cutoff(datetime.now(UTC), runtime.settings.request_ttl_hours)
+    total = 0
+    while True:
+        async with runtime.pool.acquire() as conn:
+            count = await requests.expire(conn, older_than=cutoff, limit=EXPIRE_CHUNK)
+        total += count
+        if count < EXPIRE_CHUNK:
+            break
+    if total:
+        log.info("requests_expired", count=total)
