@@ -10,6 +10,7 @@ from typing import Final
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 
+from authkit.accounts import AppUserAccounts
 from authkit.guards import password_change_guard
 from authkit.identity import AuthUser
 from authkit.middleware import AuthConfig, auth_middleware
@@ -22,7 +23,6 @@ from response_processor.api.guards import address_guard, parse_networks
 from response_processor.api.profile_types import ProfileTypesController
 from response_processor.api.requests import DeadLettersController, RequestsController
 from response_processor.api.users import UsersController
-from response_processor.domain.accounts import ProcessorAccounts
 from response_processor.health import health_checks
 from response_processor.runtime import Runtime, open_runtime, token_pair
 from response_processor.settings import ProcessorSettings
@@ -43,7 +43,7 @@ def create_app(settings: ProcessorSettings) -> Litestar:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
             app.state.auth_services = AuthServices(
-                runtime.pool, runtime.issuer, runtime.login_limiter, ProcessorAccounts()
+                runtime.pool, runtime.issuer, runtime.login_limiter, AppUserAccounts()
             )
             yield
 

@@ -11,16 +11,16 @@ from litestar.connection import ASGIConnection
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
+from authkit.accounts import AppUserAccounts
 from authkit.routes import AuthServices, auth_controller
 from request_gateway.api.context import gateway_user, runtime_of
 from request_gateway.domain import api_keys
-from request_gateway.domain.accounts import GatewayAccounts
 from request_gateway.domain.api_keys import ApiKeyIn, ApiKeyOut, CreatedApiKey
 from request_gateway.domain.audit import Action
 from servicekit import audit
 from servicekit.connection import client_address
 
-_ACCOUNTS = GatewayAccounts()
+_ACCOUNTS = AppUserAccounts()
 
 
 def _auth_services(connection: ASGIConnection[Any, Any, Any, Any]) -> AuthServices:

@@ -1,33 +1,35 @@
-"""`app_user` as authkit's login routes see it, audited with the processor's actions."""
+"""`AppUserAccounts`: the `authkit.routes.AccountStore` of a service whose users live in
+an ``app_user`` table, audited in its ``audit_log`` (`servicekit.audit`).
+
+Both services keep their users that way: the processor as the authority, the gateway as
+synced copies. The table needs the columns ``id, username, password_hash, roles, active,
+must_change_password, session_version, last_login_at``; usernames compare without regard to
+case. Audit entries use the `AuthEvent` values as action names (``login``,
+``login_failed`` — outcome ``refused`` with ``{"why": ...}`` — and ``logout``).
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from typing import Final
 
 import asyncpg
 
 from authkit.routes import Account, AuthEvent
-from response_processor.domain import audit
+from servicekit import audit
 from servicekit.database import Connection
 
-ACCOUNT_COLUMNS: Final = (
-    "id, username, password_hash, roles, active, must_change_password, session_version"
-)
-BY_USERNAME_SQL: Final = f"SELECT {ACCOUNT_COLUMNS} FROM app_user WHERE lower(username) = lower($1)"  # noqa: S608
-BY_ID_SQL: Final = f"SELECT {ACCOUNT_COLUMNS} FROM app_user WHERE id = $1"  # noqa: S608
+__all__ = ["AppUserAccounts"]
+
+COLUMNS: Final = "id, username, password_hash, roles, active, must_change_password, session_version"
+BY_USERNAME_SQL: Final = f"SELECT {COLUMNS} FROM app_user WHERE lower(username) = lower($1)"  # noqa: S608
+BY_ID_SQL: Final = f"SELECT {COLUMNS} FROM app_user WHERE id = $1"  # noqa: S608
 LAST_LOGIN_SQL: Final = "UPDATE app_user SET last_login_at = now() WHERE id = $1"
-
-ACTIONS: Final[Mapping[AuthEvent, audit.Action]] = {
-    AuthEvent.LOGIN: audit.Action.LOGIN,
-    AuthEvent.LOGIN_FAILED: audit.Action.LOGIN_FAILED,
-    AuthEvent.LOGOUT: audit.Action.LOGOUT,
-}
+USERNAME_LIMIT: Final = 64  # the audit log's actor column
 
 
-class ProcessorAccounts:
-    """The processor's `authkit.routes.AccountStore`: usernames compare case-insensitively."""
+class AppUserAccounts:
+    """Accounts from ``app_user``; see the module docstring."""
 
     async def find_by_username(self, conn: Connection, username: str) -> Account | None:
         """The user a login names, or None."""
@@ -54,8 +56,8 @@ class ProcessorAccounts:
         """One `audit_log` entry; a failed login is ``refused`` with ``{"why": ...}``."""
         await audit.record(
             conn,
-            audit.Actor(user_id, username, address),
-            ACTIONS[event],
+            audit.Actor(user_id, username[:USERNAME_LIMIT] if username else None, address),
+            str(event),
             outcome="refused" if event is AuthEvent.LOGIN_FAILED else "ok",
             details={"why": why} if why is not None else None,
         )
