@@ -1,0 +1,75 @@
+"""`request-gateway worker` as operators run it: exports, serves health, stops on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from request_gateway.settings import GatewaySettings
+from tests.request_gateway.conftest import Client, MakeMember
+from tests.transfer_agent.conftest import free_port
+
+
+def _start_worker(settings: GatewaySettings, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "GATEWAY_DATA_DIR": str(settings.data_dir),
+        "GATEWAY_DATABASE_URL": str(settings.database_url),
+        "GATEWAY_REDIS_URL": str(settings.redis_url),
+        "GATEWAY_JWT_SECRET": settings.jwt_secret,
+        "GATEWAY_WORKER_PORT": str(port),
+        "GATEWAY_EXPORT_WINDOW_S": "0.2",
+        "GATEWAY_LOG_FORMAT": "json",
+    }
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "request_gateway.cli", "worker"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+def _wait(condition: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_the_worker_exports_queued_requests_and_stops_cleanly(
+    client: Client, make_member: MakeMember, settings: GatewaySettings, tmp_path: Path
+) -> None:
+    member = await make_member()
+    made = await client.post(
+        "/api/v1/requests", json={"type": "echo", "payload": {}}, headers=member.headers
+    )
+    port = free_port()
+    worker = _start_worker(settings, port, tmp_path / "worker.log")
+    try:
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait(healthy, 60, "the worker's /health")
+        _wait(lambda: any(settings.outbox_path.glob("*.jsonl")), 30, "a batch in the outbox")
+        read = await client.get(f"/api/v1/requests/{made.json()['id']}", headers=member.headers)
+        assert read.json()["status"] == "exported"
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=20) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    log = (tmp_path / "worker.log").read_text()
+    assert "worker_stopped" in log
+    assert settings.jwt_secret not in log
