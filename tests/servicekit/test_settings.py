@@ -12,6 +12,7 @@ from servicekit.settings import (
     Secret,
     SettingsError,
     load_settings,
+    server_password_problems,
     settings_for_log,
     validate_production,
 )
@@ -225,3 +226,66 @@ def test_settings_for_log_masks_secrets_and_url_passwords() -> None:
     assert rendered["database_url"] == "postgresql://gateway:***@db/gateway"
     assert rendered["data_dir"] == "/srv"
     assert rendered["port"] == 8000
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://gateway:Vq3x9TfL2pRm8sKd@db:5432/gateway",
+        "postgresql://gateway@db/gateway?password=Vq3x9TfL2pRm8sKd",
+        "redis://:Vq3x9TfL2pRm8sKd@redis:6379/0",
+        "rediss://default:Vq3x9TfL2pRm8sKd@redis:6380/1",
+        "unix:///run/redis/redis.sock?password=Vq3x9TfL2pRm8sKd&db=2",
+    ],
+)
+def test_server_urls_with_a_real_password_pass(url: str) -> None:
+    assert server_password_problems("GATEWAY_DATABASE_URL", url) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://gateway@db:5432/gateway",
+        "postgresql://gateway:@db:5432/gateway",
+        "redis://redis:6379/0",
+        "unix:///run/redis/redis.sock?db=2",
+    ],
+)
+def test_server_urls_without_a_password_are_refused(url: str) -> None:
+    assert server_password_problems("GATEWAY_REDIS_URL", url) == [
+        "GATEWAY_REDIS_URL: the URL carries no password; production servers need one"
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres:postgres@db/gateway",
+        "postgresql://gateway:PASSWORD@db/gateway",
+        "postgresql://gateway:airlock@db/gateway",
+        "postgresql://gateway@db/gateway?password=changeme",
+        "redis://:redis@redis:6379/0",
+        "redis://default:change%2Dme@redis:6379/0",
+    ],
+)
+def test_server_urls_with_a_default_password_are_refused(url: str) -> None:
+    assert server_password_problems("GATEWAY_DATABASE_URL", url) == [
+        "GATEWAY_DATABASE_URL: the password is a well-known default; set a real one"
+    ]
+
+
+def test_a_password_equal_to_the_user_name_is_refused() -> None:
+    assert server_password_problems("X_DATABASE_URL", "postgresql://gw:gw@db/gw") == [
+        "X_DATABASE_URL: the password equals the user name; set a real one"
+    ]
+
+
+def test_no_server_url_is_left_to_the_callers_own_check() -> None:
+    assert server_password_problems("X_REDIS_URL", None) == []
+
+
+def test_server_password_problems_never_repeat_the_url() -> None:
+    url = "postgresql://admin:admin@db.internal.example:5432/secretdb"
+    (problem,) = server_password_problems("X_DATABASE_URL", url)
+    assert "admin" not in problem.removeprefix("X_DATABASE_URL")
+    assert "db.internal" not in problem

@@ -12,7 +12,9 @@ Conventions (docs/servicekit.md has the full list):
 - every problem is collected into one `SettingsError`; messages name the variable and never
   repeat the value of a secret;
 - fields typed `Secret` are masked by `settings_for_log`, and with ``env="production"``
-  `validate_production` refuses secrets that are empty or still at their development default.
+  `validate_production` refuses secrets that are empty or still at their development default;
+- `server_password_problems` checks that a PostgreSQL or Redis URL carries a real password,
+  for the services' own ``production_problems``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Annotated, Any, Literal, Protocol, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, Protocol, TypeVar, get_args, get_origin
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
 
@@ -36,6 +39,7 @@ __all__ = [
     "Secret",
     "SettingsError",
     "load_settings",
+    "server_password_problems",
     "settings_for_log",
     "validate_production",
 ]
@@ -60,6 +64,10 @@ _BOOLEAN_WORDS: Mapping[str, bool] = {
     "off": False,
 }
 _SEQUENCE_TYPES = (list, tuple, set, frozenset)
+# Passwords that images, tutorials and our own compose examples use: never real ones.
+DEFAULT_SERVER_PASSWORDS: Final = frozenset(
+    {"postgres", "password", "airlock", "changeme", "change-me", "redis", "secret", "admin"}
+)
 
 
 class ProductionChecked(Protocol):
@@ -135,6 +143,31 @@ def validate_production(settings: msgspec.Struct, *, prefix: str) -> None:
         problems.extend(production_problems())
     if problems:
         raise SettingsError(problems)
+
+
+def server_password_problems(variable: str, url: str | None) -> list[str]:
+    """Refuse a PostgreSQL or Redis URL without a password, or with a well-known default one.
+
+    The password is looked for where clients read it: the URL's user information or its
+    ``password`` query parameter. Messages name ``variable``, never the URL or the password.
+    None (no URL) passes: whether a URL is required at all is the caller's check.
+    """
+    if url is None:
+        return []
+    try:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        username = unquote(parts.username or "")
+        password = unquote(parts.password or "") or (query.get("password") or [""])[-1]
+    except ValueError:
+        return [f"{variable}: not a valid URL"]
+    if not password:
+        return [f"{variable}: the URL carries no password; production servers need one"]
+    if password.lower() in DEFAULT_SERVER_PASSWORDS:
+        return [f"{variable}: the password is a well-known default; set a real one"]
+    if password == username:
+        return [f"{variable}: the password equals the user name; set a real one"]
+    return []
 
 
 def settings_for_log(settings: msgspec.Struct) -> dict[str, object]:

@@ -10,7 +10,7 @@ import msgspec
 from airlink.endpoint import LinkEndpointSettings
 from airlink.settings import GATEWAY_NETWORK_ID, PROCESSOR_NETWORK_ID
 from batchformat.models import NetworkId
-from servicekit.settings import Environment, Secret, load_settings
+from servicekit.settings import Environment, Secret, load_settings, server_password_problems
 
 PREFIX: Final = "PROCESSOR_"
 # Refused in production by servicekit (a secret still at its development default).
@@ -70,6 +70,8 @@ class ProcessorSettings(LinkEndpointSettings, frozen=True, kw_only=True):
             problems.append(f"{PREFIX}DATABASE_URL: production needs a real PostgreSQL server")
         if self.redis_url is None:
             problems.append(f"{PREFIX}REDIS_URL: production needs a real Redis server")
+        problems += server_password_problems(f"{PREFIX}DATABASE_URL", self.database_url)
+        problems += server_password_problems(f"{PREFIX}REDIS_URL", self.redis_url)
         if len(self.jwt_secret) < 32:
             problems.append(f"{PREFIX}JWT_SECRET: use at least 32 characters")
         return problems
