@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
 
-import asyncpg
 import redis.asyncio
 import structlog
 
@@ -27,7 +26,7 @@ from request_gateway.identity import IdentityCache
 from request_gateway.link.hooks import LinkHooks
 from request_gateway.link.inbound import GatewayInbound
 from request_gateway.settings import GatewaySettings
-from servicekit.database import Pool, watch_pool
+from servicekit.database import Pool, open_pool, watch_pool
 from servicekit.embedded import EmbeddedServices, resolve_service_urls
 from servicekit.migrations import migrate
 from servicekit.ratelimit import RateLimiter
@@ -83,12 +82,7 @@ async def open_runtime(settings: GatewaySettings, *, listen: bool = True) -> Asy
         await prepare_database(services.database_url)
         for folder in (settings.outbox_path, settings.inbox_path):
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-        pool = await asyncpg.create_pool(
-            services.database_url,
-            min_size=1,
-            max_size=settings.db_pool_size,
-            command_timeout=60,
-        )
+        pool = await open_pool(services.database_url, max_size=settings.db_pool_size)
         stack.push_async_callback(pool.close)
         stack.push_async_callback(_cancelled, asyncio.create_task(watch_pool(pool)))
         client = redis.asyncio.Redis(**parse_redis_url(services.redis_url).redis_kwargs())

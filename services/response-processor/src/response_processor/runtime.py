@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import redis.asyncio
 import structlog
 from arq import ArqRedis, create_pool
@@ -29,7 +28,7 @@ from response_processor.domain.bootstrap import announce, prepare_database
 from response_processor.link.hooks import LinkHooks
 from response_processor.link.inbound import ProcessorInbound
 from response_processor.settings import ProcessorSettings
-from servicekit.database import Pool, watch_pool
+from servicekit.database import Pool, open_pool, watch_pool
 from servicekit.embedded import EmbeddedServices, resolve_service_urls
 from servicekit.redis_url import parse_redis_url
 
@@ -72,9 +71,7 @@ async def open_runtime(
             announce(created)
         for folder in (settings.outbox_path, settings.inbox_path):
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-        pool = await asyncpg.create_pool(
-            services.database_url, min_size=1, max_size=pool_size, command_timeout=60
-        )
+        pool = await open_pool(services.database_url, max_size=pool_size)
         stack.push_async_callback(pool.close)
         gauges = asyncio.create_task(watch_pool(pool))
         stack.push_async_callback(_cancelled, gauges)
