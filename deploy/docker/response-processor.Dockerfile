@@ -1,0 +1,63 @@
+# The response processor: `response-processor serve` (the admin API) by default; the worker
+# (jobs, link, reconciliation) runs from the same image with the command `worker`
+# (deploy/compose/response-net.yml).
+# Build from the repository root:
+#   docker build -f deploy/docker/response-processor.Dockerfile -t airlock/response-processor:0.1.0 .
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- builder: the locked dependencies and our packages in one virtual environment ---------
+FROM ${PYTHON_IMAGE} AS builder
+# The uv that wrote uv.lock; a newer one would read it too, an older one might not.
+RUN python -m pip install --no-cache-dir --disable-pip-version-check "uv==0.13.9"
+ENV UV_PROJECT_ENVIRONMENT=/opt/airlock/venv \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never
+WORKDIR /src
+# Third-party dependencies first: this layer changes only when the lock file does.
+COPY pyproject.toml uv.lock ./
+COPY libs/authkit/pyproject.toml libs/authkit/
+COPY libs/batchformat/pyproject.toml libs/batchformat/
+COPY libs/link/pyproject.toml libs/link/
+COPY libs/servicekit/pyproject.toml libs/servicekit/
+COPY services/response-processor/pyproject.toml services/response-processor/
+COPY services/response-processor/pyproject.toml services/response-processor/
+COPY services/transfer-agent/pyproject.toml services/transfer-agent/
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-install-workspace --package response-processor
+# Then our own packages, installed as wheels (not linked to /src, which is left behind).
+COPY libs libs
+COPY services services
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-editable --package response-processor
+
+# ---- runtime: the environment, a non-root user, nothing else -----------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ARG AIRLOCK_UID=10001
+# The drop zones are created here, owned by the service user, so that named volumes mounted
+# on them start with that owner.
+RUN groupadd --system --gid "${AIRLOCK_UID}" airlock \
+ && useradd --system --uid "${AIRLOCK_UID}" --gid airlock --home-dir /var/lib/airlock \
+        --no-create-home --shell /usr/sbin/nologin airlock \
+ && install -d -o airlock -g airlock -m 0750 \
+        /var/lib/airlock /var/lib/airlock/outbox /var/lib/airlock/inbox
+COPY --from=builder /opt/airlock/venv /opt/airlock/venv
+ENV VIRTUAL_ENV=/opt/airlock/venv \
+    PATH=/opt/airlock/venv/bin:$PATH \
+    PYTHONPATH=/opt/airlock/venv/lib/python3.11/site-packages \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PROCESSOR_DATA_DIR=/var/lib/airlock \
+    PROCESSOR_HOST=0.0.0.0 \
+    AIRLOCK_HEALTHCHECK_URL=http://127.0.0.1:8001/health/live
+WORKDIR /var/lib/airlock
+USER airlock:airlock
+# 8001: the API (`serve`); 8011: the worker's /health and /metrics (`worker`).
+EXPOSE 8001 8011
+# No curl in a slim image: Python asks. The URL comes from the environment, so the worker
+# (port 8011) sets its own. (The admin API speaks plain HTTP: TLS ends at a reverse proxy.)
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, ssl, urllib.request as r; r.urlopen(os.environ['AIRLOCK_HEALTHCHECK_URL'], timeout=4, context=ssl._create_unverified_context())"]
+ENTRYPOINT ["response-processor"]
+CMD ["serve"]

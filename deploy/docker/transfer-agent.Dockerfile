@@ -1,0 +1,62 @@
+# The transfer agent: `transfer-agent run --config /etc/airlock/agent.toml`. It needs no
+# database; it needs both networks' drop zones mounted (deploy/compose/transfer.yml) and the
+# sources' public keys.
+# Build from the repository root:
+#   docker build -f deploy/docker/transfer-agent.Dockerfile -t airlock/transfer-agent:0.1.0 .
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- builder: the locked dependencies and our packages in one virtual environment ---------
+FROM ${PYTHON_IMAGE} AS builder
+# The uv that wrote uv.lock; a newer one would read it too, an older one might not.
+RUN python -m pip install --no-cache-dir --disable-pip-version-check "uv==0.13.9"
+ENV UV_PROJECT_ENVIRONMENT=/opt/airlock/venv \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never
+WORKDIR /src
+# Third-party dependencies first: this layer changes only when the lock file does.
+COPY pyproject.toml uv.lock ./
+COPY libs/authkit/pyproject.toml libs/authkit/
+COPY libs/batchformat/pyproject.toml libs/batchformat/
+COPY libs/link/pyproject.toml libs/link/
+COPY libs/servicekit/pyproject.toml libs/servicekit/
+COPY services/request-gateway/pyproject.toml services/request-gateway/
+COPY services/response-processor/pyproject.toml services/response-processor/
+COPY services/transfer-agent/pyproject.toml services/transfer-agent/
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-install-workspace --package transfer-agent
+# Then our own packages, installed as wheels (not linked to /src, which is left behind).
+COPY libs libs
+COPY services services
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-editable --package transfer-agent
+
+# ---- runtime: the environment, a non-root user, nothing else -----------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ARG AIRLOCK_UID=10001
+# The same uid as the services' images: the agent claims, renames and archives files in
+# folders the services write. The mount points are created here, owned by that user, so that
+# named volumes mounted on them start with that owner.
+RUN groupadd --system --gid "${AIRLOCK_UID}" airlock \
+ && useradd --system --uid "${AIRLOCK_UID}" --gid airlock --home-dir /var/lib/airlock \
+        --no-create-home --shell /usr/sbin/nologin airlock \
+ && install -d -o airlock -g airlock -m 0750 \
+        /srv/airlock/request-net/outbox /srv/airlock/request-net/inbox \
+        /srv/airlock/response-net/outbox /srv/airlock/response-net/inbox \
+ && install -d -m 0755 /etc/airlock /etc/airlock/keys
+COPY --from=builder /opt/airlock/venv /opt/airlock/venv
+ENV VIRTUAL_ENV=/opt/airlock/venv \
+    PATH=/opt/airlock/venv/bin:$PATH \
+    PYTHONPATH=/opt/airlock/venv/lib/python3.11/site-packages \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    AIRLOCK_HEALTHCHECK_URL=http://127.0.0.1:8002/health/live
+WORKDIR /srv/airlock
+USER airlock:airlock
+# /health, /health/live and /metrics (agent.listen in the configuration).
+EXPOSE 8002
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, ssl, urllib.request as r; r.urlopen(os.environ['AIRLOCK_HEALTHCHECK_URL'], timeout=4, context=ssl._create_unverified_context())"]
+ENTRYPOINT ["transfer-agent"]
+CMD ["run", "--config", "/etc/airlock/agent.toml"]
