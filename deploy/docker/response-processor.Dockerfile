@@ -21,7 +21,7 @@ COPY libs/authkit/pyproject.toml libs/authkit/
 COPY libs/batchformat/pyproject.toml libs/batchformat/
 COPY libs/link/pyproject.toml libs/link/
 COPY libs/servicekit/pyproject.toml libs/servicekit/
-COPY services/response-processor/pyproject.toml services/response-processor/
+COPY services/request-gateway/pyproject.toml services/request-gateway/
 COPY services/response-processor/pyproject.toml services/response-processor/
 COPY services/transfer-agent/pyproject.toml services/transfer-agent/
 RUN --mount=type=cache,target=/root/.cache/uv \
@@ -36,12 +36,14 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 FROM ${PYTHON_IMAGE} AS runtime
 ARG AIRLOCK_UID=10001
 # The drop zones are created here, owned by the service user, so that named volumes mounted
-# on them start with that owner.
+# on them start with that owner. inbox/archive too: the transfer agent checks at start that
+# the archive of applied batches exists (its destination_archive).
 RUN groupadd --system --gid "${AIRLOCK_UID}" airlock \
  && useradd --system --uid "${AIRLOCK_UID}" --gid airlock --home-dir /var/lib/airlock \
         --no-create-home --shell /usr/sbin/nologin airlock \
  && install -d -o airlock -g airlock -m 0750 \
-        /var/lib/airlock /var/lib/airlock/outbox /var/lib/airlock/inbox
+        /var/lib/airlock /var/lib/airlock/outbox /var/lib/airlock/inbox \
+        /var/lib/airlock/inbox/archive
 COPY --from=builder /opt/airlock/venv /opt/airlock/venv
 ENV VIRTUAL_ENV=/opt/airlock/venv \
     PATH=/opt/airlock/venv/bin:$PATH \

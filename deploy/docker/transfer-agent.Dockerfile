@@ -43,7 +43,9 @@ RUN groupadd --system --gid "${AIRLOCK_UID}" airlock \
         --no-create-home --shell /usr/sbin/nologin airlock \
  && install -d -o airlock -g airlock -m 0750 \
         /srv/airlock/request-net/outbox /srv/airlock/request-net/inbox \
+        /srv/airlock/request-net/inbox/archive \
         /srv/airlock/response-net/outbox /srv/airlock/response-net/inbox \
+        /srv/airlock/response-net/inbox/archive \
  && install -d -m 0755 /etc/airlock /etc/airlock/keys
 COPY --from=builder /opt/airlock/venv /opt/airlock/venv
 ENV VIRTUAL_ENV=/opt/airlock/venv \

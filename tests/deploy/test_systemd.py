@@ -1,0 +1,184 @@
+"""The systemd units: a dedicated user, restarts, hardening, secrets as credentials; together
+with the .env examples they make a configuration the services accept in production. Checked
+with `systemd-analyze verify` where systemd's tools are installed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from batchformat import generate_key_pair
+from request_gateway.settings import GatewaySettings
+from response_processor.settings import ProcessorSettings
+from servicekit.settings import load_settings
+from tests.deploy.deployfiles import DEPLOY, SYSTEMD_DIR, env_entries, unit_entries, unit_values
+
+UNITS = {
+    "airlock-gateway-api.service": "request-gateway serve",
+    "airlock-gateway-worker.service": "request-gateway worker",
+    "airlock-processor-api.service": "response-processor serve",
+    "airlock-processor-worker.service": "response-processor worker",
+    "airlock-transfer-agent.service": "transfer-agent run --config /etc/airlock/agent.toml",
+}
+HARDENING = {
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "PrivateTmp": "yes",
+    "ProtectHome": "yes",
+    "PrivateDevices": "yes",
+    "CapabilityBoundingSet": "",
+}
+SERVICE_SETTINGS: dict[str, tuple[type[GatewaySettings] | type[ProcessorSettings], str, str]] = {
+    "gateway": (GatewaySettings, "GATEWAY_", "request-gateway.env.example"),
+    "processor": (ProcessorSettings, "PROCESSOR_", "response-processor.env.example"),
+}
+VENV = "/opt/airlock/venv/bin/"
+
+
+def test_the_unit_files_are_the_five_processes() -> None:
+    assert {path.name for path in SYSTEMD_DIR.glob("*.service")} == set(UNITS)
+
+
+@pytest.mark.parametrize(("unit", "command"), sorted(UNITS.items()))
+def test_each_unit_runs_its_command_as_the_service_user_and_restarts(
+    unit: str, command: str
+) -> None:
+    path = SYSTEMD_DIR / unit
+    assert unit_values(path, "Service", "ExecStart") == [VENV + command]
+    assert unit_values(path, "Service", "User") == ["airlock"]
+    assert unit_values(path, "Service", "Restart") == ["on-failure"]
+    assert unit_values(path, "Install", "WantedBy") == ["multi-user.target"]
+    # The console script the unit runs is one the workspace installs.
+    assert (Path(sys.executable).parent / command.split()[0]).exists()
+
+
+@pytest.mark.parametrize("unit", sorted(UNITS))
+def test_each_unit_is_hardened_and_writes_only_data_and_drop_zones(unit: str) -> None:
+    path = SYSTEMD_DIR / unit
+    for key, value in HARDENING.items():
+        assert unit_values(path, "Service", key) == [value], f"{unit}: {key}={value}"
+    writable = " ".join(unit_values(path, "Service", "ReadWritePaths")).split()
+    assert writable, f"{unit}: ReadWritePaths= for its drop zones"
+    assert all(folder.startswith("/srv/airlock/") for folder in writable)
+
+
+@pytest.mark.parametrize("unit", sorted(u for u in UNITS if "transfer" not in u))
+def test_secrets_are_credentials_never_environment_values(unit: str) -> None:
+    path = SYSTEMD_DIR / unit
+    side = "gateway" if "gateway" in unit else "processor"
+    _, prefix, example = SERVICE_SETTINGS[side]
+    assert unit_values(path, "Service", "EnvironmentFile") == [f"/etc/airlock/{example[:-8]}"]
+    credentials = dict(v.split(":", 1) for v in unit_values(path, "Service", "LoadCredential"))
+    assert all(source.startswith("/etc/airlock/credentials/") for source in credentials.values())
+    for assignment in unit_values(path, "Service", "Environment"):
+        name, _, value = assignment.partition("=")
+        assert name.startswith(prefix)
+        assert value.startswith("%d/"), f"{unit}: {name} must point at a credential"
+        assert value.removeprefix("%d/") in credentials
+    names = {a.partition("=")[0] for a in unit_values(path, "Service", "Environment")}
+    for secret in ("DATABASE_URL_FILE", "REDIS_URL_FILE", "JWT_SECRET_FILE", "SIGNING_KEY_FILE"):
+        assert prefix + secret in names
+
+
+def _credential_content(name: str, tmp_path: Path) -> bytes:
+    """What a site would put in each credential file (a real-looking strong value)."""
+    strong = "Vq3x9TfL2pRm8sKdXw4ZJ6yN"
+    if name.endswith(".key"):
+        private, _ = generate_key_pair(name.removesuffix(".key"), tmp_path / "made-keys")
+        return private.read_bytes()
+    contents = {
+        "database-url": f"postgresql://airlock:{strong}@db.internal:5432/airlock",
+        "redis-url": f"redis://:{strong}@redis.internal:6379/0",
+        "jwt-secret": strong * 3,
+        "admin-password": strong,
+    }
+    return contents.get(name, "placeholder").encode()
+
+
+@pytest.mark.parametrize("unit", sorted(u for u in UNITS if "transfer" not in u))
+def test_the_unit_and_the_env_example_pass_the_production_checks(unit: str, tmp_path: Path) -> None:
+    path = SYSTEMD_DIR / unit
+    cls, prefix, example = SERVICE_SETTINGS["gateway" if "gateway" in unit else "processor"]
+    credentials_dir = tmp_path / "credentials"
+    credentials_dir.mkdir()
+    for value in unit_values(path, "Service", "LoadCredential"):
+        name = value.split(":", 1)[0]
+        (credentials_dir / name).write_bytes(_credential_content(name, tmp_path))
+    environ = {e.name: e.value for e in env_entries(DEPLOY / "env" / example) if not e.commented}
+    for assignment in unit_values(path, "Service", "Environment"):
+        name, _, value = assignment.partition("=")
+        environ[name] = value.replace("%d", str(credentials_dir))  # what systemd does
+    settings = load_settings(cls, prefix=prefix, environ=environ)
+    assert settings.env == "production"
+    # The drop zones the service uses are inside what the unit may write.
+    writable = " ".join(unit_values(path, "Service", "ReadWritePaths")).split()
+    for folder in (settings.outbox_path, settings.inbox_path):
+        assert any(folder.is_relative_to(w) for w in writable), folder
+    states = unit_values(path, "Service", "StateDirectory")
+    assert [f"/var/lib/{state}" for state in states] == [str(settings.data_dir)]
+
+
+def test_the_agents_unit_may_write_every_folder_of_its_routes() -> None:
+    from transfer_agent.config import load_config
+
+    path = SYSTEMD_DIR / "airlock-transfer-agent.service"
+    writable = " ".join(unit_values(path, "Service", "ReadWritePaths")).split()
+    config = load_config(DEPLOY / "transfer-agent" / "agent.toml")
+    for route in config.routes:
+        for folder in (route.source, route.destination):
+            assert any(folder.is_relative_to(w) for w in writable), folder
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_systemd_analyze_verifies_the_units(tmp_path: Path) -> None:
+    # verify also checks that each ExecStart= program exists: point them at this workspace.
+    scripts = str(Path(sys.executable).parent) + "/"
+    for unit in UNITS:
+        text = (SYSTEMD_DIR / unit).read_text().replace(VENV, scripts)
+        (tmp_path / unit).write_text(text)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *sorted(UNITS)],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    # Any message (an unknown key or section is only a warning) is a failure here.
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_unit_files_have_no_unknown_sections() -> None:
+    for unit in UNITS:
+        assert set(unit_entries(SYSTEMD_DIR / unit)) == {"Unit", "Service", "Install"}
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-tmpfiles") is None or shutil.which("systemd-sysusers") is None,
+    reason="systemd-tmpfiles or systemd-sysusers missing",
+)
+@pytest.mark.skipif(os.geteuid() != 0, reason="making folders owned by another user needs root")
+def test_sysusers_and_tmpfiles_make_the_user_and_the_folders_the_units_need(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    for kind in ("sysusers", "tmpfiles"):
+        target = root / "etc" / f"{kind}.d" / "airlock.conf"
+        target.parent.mkdir(parents=True)
+        shutil.copy(SYSTEMD_DIR / f"airlock.{kind}.conf", target)
+    subprocess.run(["systemd-sysusers", f"--root={root}"], check=True, capture_output=True)
+    subprocess.run(
+        ["systemd-tmpfiles", f"--root={root}", "--create"], check=True, capture_output=True
+    )
+    passwd = (root / "etc" / "passwd").read_text()
+    (line,) = [entry for entry in passwd.splitlines() if entry.startswith("airlock:")]
+    uid = int(line.split(":")[2])
+    for unit in UNITS:
+        for folder in " ".join(
+            unit_values(SYSTEMD_DIR / unit, "Service", "ReadWritePaths")
+        ).split():
+            made = root / folder.lstrip("/")
+            assert made.is_dir(), folder
+            assert made.stat().st_uid == uid
+    assert (root / "etc/airlock/credentials").stat().st_mode & 0o777 == 0o700
