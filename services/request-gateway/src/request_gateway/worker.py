@@ -14,9 +14,22 @@ from request_gateway.domain import requests
 from request_gateway.health import health_checks
 from request_gateway.runtime import Runtime, open_runtime
 from request_gateway.settings import GatewaySettings
+from servicekit.database import Pool
+from servicekit.metrics import declare_gauge
 from servicekit.server import embedded_server, operational_app, run_every
 
 EXPIRE_CHUNK: Final = 10_000
+# The request_pending_idx partial index has exactly this predicate: one index probe.
+OLDEST_PENDING_SQL: Final = (
+    f"SELECT min(created_at) FROM request WHERE status IN {requests.PENDING}"  # noqa: S608
+)
+
+# Set by the worker alone, after each expiry pass (alert: requests left unanswered).
+OLDEST_PENDING_AGE = declare_gauge(
+    "gateway_oldest_pending_request_age_seconds",
+    "Age of the oldest request still queued, exported or delivered (0 when none).",
+    multiprocess_mode="mostrecent",
+)
 
 log = structlog.get_logger("request_gateway.worker")
 
@@ -43,7 +56,7 @@ async def run_worker(settings: GatewaySettings) -> None:
 
 
 async def expire_due(runtime: Runtime) -> None:
-    """Expire every pending request older than the TTL."""
+    """Expire every pending request older than the TTL, then measure the oldest one left."""
     cutoff = requests.ttl_cutoff(datetime.now(UTC), runtime.settings.request_ttl_hours)
     total = 0
     while True:
@@ -54,3 +67,13 @@ async def expire_due(runtime: Runtime) -> None:
             break
     if total:
         log.info("requests_expired", count=total)
+    await record_oldest_pending(runtime.pool)
+
+
+async def record_oldest_pending(pool: Pool) -> float:
+    """Set (and return) the age in seconds of the oldest pending request, 0 when none."""
+    async with pool.acquire() as conn:
+        oldest: datetime | None = await conn.fetchval(OLDEST_PENDING_SQL)
+    age = 0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+    OLDEST_PENDING_AGE.set(age)
+    return age
