@@ -7,13 +7,14 @@ PYTHON ?= python3
 UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN = $(UV) run --frozen --no-sync
 
-.PHONY: help uv sync test lint format bench clean
+.PHONY: help uv sync test lint format bench check-deploy clean
 
 help:
 	@echo "make test    install what is needed and run every test"
 	@echo "make lint    ruff (lint and format check) and mypy"
 	@echo "make format  apply ruff's formatting and safe fixes"
 	@echo "make bench   run the benchmarks, report in bench/results/"
+	@echo "make check-deploy  promtool, systemd and static checks of deploy/ (installs promtool as root)"
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
@@ -37,6 +38,11 @@ format: sync
 
 bench: sync
 	$(RUN) python -m bench
+
+# Prometheus configuration, rules and rule tests (promtool), systemd units, compose files,
+# Dockerfiles, .env examples and the dashboard; see deploy/check.sh.
+check-deploy: sync
+	@UV="$(UV)" bash deploy/check.sh
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache
