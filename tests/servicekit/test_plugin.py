@@ -145,6 +145,19 @@ async def test_metrics_count_requests_by_route_template_and_status_without_probe
     assert not any(path == "/items/1" for path, _ in counts)
 
 
+async def test_metrics_count_requests_refused_by_a_middleware_with_their_status(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    # Authentication raises inside the metrics middleware; its 401 must not count as a 200.
+    before = _request_counts((await client.get("/metrics")).text)
+    refused = await client.get("/items/7")
+    assert refused.status_code == 401
+    counts = _request_counts((await client.get("/metrics")).text)
+    key = ("/items/{item_id}", "401")
+    assert counts[key] == before.get(key, 0) + 1
+    assert counts.get(("/items/{item_id}", "200"), 0) == before.get(("/items/{item_id}", "200"), 0)
+
+
 async def test_cors_answers_only_configured_origins(client: AsyncTestClient[Litestar]) -> None:
     preflight = {"Access-Control-Request-Method": "GET"}
     allowed = await client.options(

@@ -26,6 +26,7 @@ from litestar.types import Method
 
 from servicekit.errors import exception_handlers
 from servicekit.health import DEFAULT_BUDGET_S, HealthCheck, HealthChecksProvider, health_handlers
+from servicekit.http_metrics import RequestMetricsMiddleware
 from servicekit.metrics import metrics_handler
 from servicekit.middleware import (
     METRICS_EXCLUDE_OPT_KEY,
@@ -111,6 +112,7 @@ class ServiceKitPlugin(InitPluginProtocol):
             # Label by route template (/requests/{id}), never by raw path: one series per route.
             group_path=True,
             exclude_opt_key=METRICS_EXCLUDE_OPT_KEY,
+            middleware_class=RequestMetricsMiddleware,
         )
 
     def _cors_config(self) -> CORSConfig:
