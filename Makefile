@@ -7,9 +7,10 @@ PYTHON ?= python3
 UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN = $(UV) run --frozen --no-sync
 
-.PHONY: help uv sync test lint format bench check-deploy clean
+.PHONY: help uv sync demo test lint format bench check-deploy clean
 
 help:
+	@echo "make demo    the whole system on this machine until Ctrl-C (data in DEMO_DIR, default .local/)"
 	@echo "make test    install what is needed and run every test"
 	@echo "make lint    ruff (lint and format check) and mypy"
 	@echo "make format  apply ruff's formatting and safe fixes"
@@ -23,6 +24,11 @@ uv:
 
 sync: uv
 	@$(UV) sync --frozen --quiet --compile-bytecode
+
+# The whole system in the foreground: embedded PostgreSQL and Redis, both services, the
+# transfer agent, seeded users; see deploy/local/README.md. Ctrl-C stops everything.
+demo: sync
+	@PYTHONPATH=deploy/local $(RUN) python -m airlock_local
 
 test: sync
 	$(RUN) pytest
