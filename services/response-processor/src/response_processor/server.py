@@ -1,4 +1,4 @@
-"""`response-processor serve`: the admin API under uvicorn."""
+"""`response-processor serve`: the admin API under uvicorn (HTTPS when given a certificate)."""
 
 from __future__ import annotations
 
@@ -17,5 +17,7 @@ async def serve(settings: ProcessorSettings) -> None:
         log_config=None,  # servicekit's logging is already configured
         access_log=False,  # servicekit logs one line per request itself
         lifespan="on",
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
     )
     await uvicorn.Server(config).serve()

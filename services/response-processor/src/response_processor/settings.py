@@ -30,6 +30,8 @@ class ProcessorSettings(LinkEndpointSettings, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8001
     worker_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8011  # a worker's /health, /metrics
+    tls_cert_file: Path | None = None  # with tls_key_file: serve HTTPS directly
+    tls_key_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] | None = None  # default: json in production
 
@@ -74,6 +76,8 @@ class ProcessorSettings(LinkEndpointSettings, frozen=True, kw_only=True):
         problems += server_password_problems(f"{PREFIX}REDIS_URL", self.redis_url)
         if len(self.jwt_secret) < 32:
             problems.append(f"{PREFIX}JWT_SECRET: use at least 32 characters")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            problems.append(f"{PREFIX}TLS_CERT_FILE and {PREFIX}TLS_KEY_FILE go together")
         return problems
 
 
