@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,16 +27,37 @@ PORT_VARIABLES = (
 )
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports nothing listens on now (held together so they differ)."""
-    sockets = [socket.socket() for _ in range(count)]
+def demo_ports(gateway_workers: int = 1, processor_workers: int = 1) -> dict[str, int]:
+    """Free ports for every `DEMO_*_PORT`, all distinct; each side's workers get a run of
+    consecutive ones from its `*_WORKER_PORT` (held together while chosen)."""
+    held: list[socket.socket] = []
     try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
+        ports = {variable: _hold_ports(1, held) for variable in PORT_VARIABLES[:3]}
+        ports["DEMO_GATEWAY_WORKER_PORT"] = _hold_ports(gateway_workers, held)
+        ports["DEMO_PROCESSOR_WORKER_PORT"] = _hold_ports(processor_workers, held)
+        return ports
     finally:
-        for sock in sockets:
+        for sock in held:
             sock.close()
+
+
+def _hold_ports(count: int, held: list[socket.socket]) -> int:
+    """Bind `count` consecutive free ports (added to `held`); return the first."""
+    for _ in range(100):
+        block = [socket.socket()]
+        block[0].bind(("127.0.0.1", 0))
+        first: int = block[0].getsockname()[1]
+        try:
+            for offset in range(1, count):
+                block.append(socket.socket())
+                block[-1].bind(("127.0.0.1", first + offset))
+        except (OSError, OverflowError):
+            for sock in block:
+                sock.close()
+            continue
+        held.extend(block)
+        return first
+    raise AssertionError(f"found no {count} consecutive free ports")
 
 
 @dataclass
@@ -86,6 +108,18 @@ class Launch:
             if path.read_text().strip()
         }
 
+    def signal_child(self, name: str, signum: signal.Signals) -> int:
+        """Send `signum` to a supervised process (its leader only); the pid signalled."""
+        pid = self.child_pids()[name]
+        os.kill(pid, signum)
+        return pid
+
+    def child_env(self, name: str) -> dict[str, str]:
+        """The environment a supervised process runs with (its database URL, say)."""
+        pid = self.child_pids()[name]
+        pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        return dict(pair.decode(errors="replace").split("=", 1) for pair in pairs if b"=" in pair)
+
     def wait_ready(self) -> float:
         """Wait for the banner (credentials.json is written just before); seconds it took."""
         deadline = self.started_at + READY_TIMEOUT_S
@@ -120,20 +154,34 @@ class Launch:
                 os.kill(pid, signal.SIGKILL)
 
 
-def launch(demo_dir: Path, output: Path) -> Launch:
-    """Start the launcher on `demo_dir` with free ports, its output going to `output`."""
-    ports = dict(zip(PORT_VARIABLES, free_ports(len(PORT_VARIABLES)), strict=True))
-    env = {
+def launch(
+    demo_dir: Path,
+    output: Path,
+    *,
+    workers: tuple[int, int] = (1, 1),
+    env: Mapping[str, str] | None = None,
+) -> Launch:
+    """Start the launcher on `demo_dir` with free ports, its output going to `output`.
+
+    `workers`: how many gateway and processor `worker` processes (each worker after the
+    first listens on the next port). `env`: more variables for the launcher and, through
+    it, the services (`GATEWAY_*`, `PROCESSOR_*`).
+    """
+    ports = demo_ports(*workers)
+    variables = {
         **{key: value for key, value in os.environ.items() if not key.startswith("DEMO_")},
         "DEMO_DIR": str(demo_dir),
         **{key: str(port) for key, port in ports.items()},
+        "DEMO_GATEWAY_WORKERS": str(workers[0]),
+        "DEMO_PROCESSOR_WORKERS": str(workers[1]),
         "PYTHONPATH": str(ROOT / "deploy" / "local"),
+        **(env or {}),
     }
     with output.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "airlock_local"],
             cwd=ROOT,
-            env=env,
+            env=variables,
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,

@@ -23,7 +23,7 @@ import httpx
 from airlock_local import banner
 from airlock_local.console import Console
 from airlock_local.layout import DemoLayout, Generated
-from airlock_local.processes import ProcessSpec, demo_processes, executables
+from airlock_local.processes import ProcessSpec, demo_processes, executables, process_names
 from airlock_local.provisioning import (
     ensure_secret,
     ensure_signing_keys,
@@ -41,15 +41,6 @@ EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 LIVE_TIMEOUT_S: Final = 180.0
 REPEAT_SIGNAL_S: Final = 2.0
-PROCESS_NAMES: Final = (
-    "processor-migrate",
-    "gateway-migrate",
-    "processor-api",
-    "processor-worker",
-    "gateway-api",
-    "gateway-worker",
-    "transfer-agent",
-)
 
 T = TypeVar("T")
 
@@ -71,7 +62,7 @@ def main() -> int:
         if not locked:
             print(f"error: another `make demo` is running on {layout.root}", file=sys.stderr)
             return EXIT_USAGE
-        console = Console(layout, PROCESS_NAMES)
+        console = Console(layout, process_names(settings))
         console.route_structlog()
         try:
             return asyncio.run(Demo(settings, layout, console).run())

@@ -19,7 +19,7 @@ from typing import Final
 from airlock_local.layout import DemoLayout, Generated, SideLayout
 from airlock_local.seeding import ADMIN_USERNAME
 from airlock_local.servers import ServerUrls
-from airlock_local.settings import DemoSettings
+from airlock_local.settings import DemoSettings, Side
 
 # Link timings for a snappy demo (defaults: 1 s, 2 s, 60 s; docs/link-protocol.md).
 LINK_TIMINGS: Final = {"EXPORT_WINDOW_S": "0.5", "ACK_DELAY_S": "1", "SWEEP_INTERVAL_S": "5"}
@@ -61,19 +61,45 @@ def demo_processes(layout: DemoLayout, settings: DemoSettings, urls: ServerUrls)
             ProcessSpec(
                 "processor-api", (processor, "serve"), processor_env, settings.processor_port
             ),
-            ProcessSpec(
-                "processor-worker",
-                (processor, "worker"),
-                processor_env,
-                settings.processor_worker_port,
-            ),
+            *_workers("processor", (processor, "worker"), processor_env, settings),
             ProcessSpec("gateway-api", (gateway, "serve"), gateway_env, settings.gateway_port),
-            ProcessSpec(
-                "gateway-worker", (gateway, "worker"), gateway_env, settings.gateway_worker_port
-            ),
+            *_workers("gateway", (gateway, "worker"), gateway_env, settings),
             ProcessSpec("transfer-agent", agent_argv, _base_env(), settings.agent_port),
         ),
     )
+
+
+def process_names(settings: DemoSettings) -> list[str]:
+    """The name of every process the demo runs, in start order (for the console)."""
+    workers = [
+        worker_name(side, index)
+        for side in ("processor", "gateway")
+        for index in range(1, getattr(settings, f"{side}_workers") + 1)
+    ]
+    return [
+        "processor-migrate",
+        "gateway-migrate",
+        "processor-api",
+        "gateway-api",
+        *workers,
+        "transfer-agent",
+    ]
+
+
+def worker_name(side: Side, index: int) -> str:
+    """A worker's name in the output: `gateway-worker`, then `gateway-worker-2`, …"""
+    return f"{side}-worker" if index == 1 else f"{side}-worker-{index}"
+
+
+def _workers(
+    side: Side, argv: tuple[str, ...], env: Mapping[str, str], settings: DemoSettings
+) -> list[ProcessSpec]:
+    """One side's `worker` processes, each with its own /health port."""
+    variable = f"{side.upper()}_WORKER_PORT"
+    return [
+        ProcessSpec(worker_name(side, index), argv, {**env, variable: str(port)}, port)
+        for index, port in enumerate(settings.worker_ports(side), start=1)
+    ]
 
 
 def executables() -> list[str]:

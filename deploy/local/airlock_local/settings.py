@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -12,6 +12,8 @@ from servicekit.settings import load_settings
 PREFIX: Final = "DEMO_"
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+WorkerCount = Annotated[int, msgspec.Meta(ge=1, le=8)]
+Side = Literal["gateway", "processor"]
 
 
 class DemoSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -21,16 +23,37 @@ class DemoSettings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_port: Port = 8000  # the users' API
     processor_port: Port = 8001  # the admin API
     agent_port: Port = 8002  # the transfer agent's /health and /metrics
-    gateway_worker_port: Port = 8010  # the gateway worker's /health and /metrics
-    processor_worker_port: Port = 8011  # the processor worker's /health and /metrics
+    gateway_worker_port: Port = 8010  # the (first) gateway worker's /health and /metrics
+    processor_worker_port: Port = 8011  # the (first) processor worker's /health and /metrics
+    # How many `worker` processes each side runs; worker N listens on the first one's
+    # port + N - 1.
+    gateway_workers: WorkerCount = 1
+    processor_workers: WorkerCount = 1
+
+    def __post_init__(self) -> None:
+        for side in ("gateway", "processor"):
+            if self.worker_ports(side)[-1] > 65535:
+                variable = f"{PREFIX}{side.upper()}_WORKERS"
+                raise ValueError(f"{variable}: the last worker's port would be over 65535")
+
+    def worker_ports(self, side: Side) -> list[int]:
+        """The ports of one side's workers, in order."""
+        first: int = getattr(self, f"{side}_worker_port")
+        count: int = getattr(self, f"{side}_workers")
+        return [first + index for index in range(count)]
 
     def ports(self) -> dict[str, int]:
         """Every port by the variable that sets it, to check they are free and distinct."""
-        return {
+        ports = {
             f"{PREFIX}{name.upper()}": getattr(self, name)
             for name in self.__struct_fields__
             if name.endswith("_port")
         }
+        for side in ("gateway", "processor"):
+            variable = f"{PREFIX}{side.upper()}_WORKER_PORT"
+            for index, port in enumerate(self.worker_ports(side)[1:], start=1):
+                ports[f"{variable} + {index} ({PREFIX}{side.upper()}_WORKERS)"] = port
+        return ports
 
 
 def load() -> DemoSettings:
