@@ -13,12 +13,12 @@ variables, which is exactly where passwords live.
 
 from __future__ import annotations
 
-import json as jsonlib
 import logging
 import sys
 from collections.abc import MutableMapping
 from typing import Any, Final, TextIO
 
+import msgspec
 import structlog
 from structlog.typing import Processor
 
@@ -67,12 +67,15 @@ class _AddService:
 _LEADING_FIELDS: Final = ("timestamp", "level", "service", "logger", "event")
 
 
+_json_encoder = msgspec.json.Encoder(enc_hook=str)
+
+
 def _render_json(event_dict: MutableMapping[str, Any], **kwargs: Any) -> str:
     ordered = {key: event_dict[key] for key in _LEADING_FIELDS if key in event_dict}
     ordered.update(event_dict)
-    # redact_event has already turned every unknown object into a string; default=str is a
+    # redact_event has already turned every unknown object into a string; enc_hook=str is a
     # last resort that keeps a log call from ever raising.
-    return jsonlib.dumps(ordered, default=str, ensure_ascii=False)
+    return _json_encoder.encode(ordered).decode()
 
 
 def _formatter(service: str, *, json: bool, stream: TextIO) -> structlog.stdlib.ProcessorFormatter:
@@ -126,6 +129,11 @@ def configure_logging(
     root.setLevel(level.upper())
     _route_third_party_loggers()
     logging.captureWarnings(True)
+    # No line shows the thread or process fields: skip collecting them for every record
+    # (the access log writes one record per request).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
     structlog.configure(
         processors=[

@@ -15,6 +15,7 @@ reveal nothing.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -99,6 +100,9 @@ _SCRUBBERS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
 _ANY_NEED = re.compile("|".join(re.escape(part) for _, _, needs in _SCRUBBERS for part in needs))
 
 
+# Log lines and settings use a small, fixed set of key names: remembering the verdict per name
+# turns the check into one dictionary lookup on the access log's hot path.
+@functools.lru_cache(maxsize=4096)
 def is_sensitive_key(key: str) -> bool:
     """Tell whether a value stored under ``key`` must never be shown."""
     normalized = key.lower().replace("-", "_")
