@@ -1,0 +1,90 @@
+"""Batches made by hand for the end-to-end tests: forged, corrupted, replayed, and how to
+drop one into a drop zone the way the transfer agent would (atomically, under its name)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from batchformat import Header, SigningKey, load_signing_key, write_batch
+
+# Far above any sequence number a test stack reaches, and different each time.
+FOREIGN_SEQ_BASE = 900_000_000
+# A marker a record carries so that `corrupt` can change it (same length).
+UNTOUCHED = b"untouched"
+TAMPERED = b"tampered!"
+
+
+def forged_key() -> SigningKey:
+    """A key nobody trusts, under an id nobody knows."""
+    return SigningKey(f"intruder-{secrets.token_hex(4)}", Ed25519PrivateKey.generate())
+
+
+def side_key(data_dir: Path, network_id: str) -> SigningKey:
+    """A side's real signing key, from its data folder."""
+    return load_signing_key(data_dir / "keys" / f"{network_id}.key")
+
+
+def make_batch(
+    folder: Path, *, source: str, destination: str, records: Sequence[Any], key: SigningKey
+) -> Path:
+    """A signed batch written (and published) in `folder`, which must not be a drop zone
+    anyone watches; a sequence number no real batch has."""
+    header = Header(
+        batch_id=uuid.uuid4(),
+        source=source,
+        destination=destination,
+        seq=FOREIGN_SEQ_BASE + secrets.randbelow(10_000_000),
+        created_at=datetime.now(UTC),
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_batch(folder, header, records, key).path
+
+
+def corrupt(path: Path) -> None:
+    """Change a few characters inside a record, keeping it valid JSON of its kind: only the
+    trailer's digest (and so the signature over it) tells."""
+    content = path.read_bytes()
+    assert content.count(UNTOUCHED) == 1, "make the batch with one UNTOUCHED marker"
+    path.write_bytes(content.replace(UNTOUCHED, TAMPERED))
+
+
+def drop(path: Path, zone: Path) -> Path:
+    """Publish a copy of `path` in `zone` under its own name: written under a hidden name,
+    then renamed, so a watcher never sees half of it."""
+    target = zone / path.name
+    hidden = zone / f".{path.name}.part"
+    shutil.copyfile(path, hidden)
+    os.replace(hidden, target)
+    return target
+
+
+def quarantined(zone: Path, name: str) -> dict[str, Any] | None:
+    """The `.reason.json` of a quarantined batch, or None while it is not quarantined."""
+    reason = zone / "quarantine" / f"{name}.reason.json"
+    if not reason.exists() or not (zone / "quarantine" / name).exists():
+        return None
+    document: dict[str, Any] = json.loads(reason.read_text())
+    return document
+
+
+def batches_mentioning(folder: Path, *needles: str) -> list[Path]:
+    """Batch files in `folder` (not below it) whose text holds every needle."""
+    found = []
+    for path in sorted(folder.glob("*.jsonl")):
+        try:
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:  # taken by the agent or the importer meanwhile
+            continue
+        if all(needle in text for needle in needles):
+            found.append(path)
+    return found
