@@ -442,6 +442,7 @@ async def test_the_routes_mount_under_the_services_path_and_tags(
         {"username": "alice"},
         {"username": "alice", "password": ""},
         {"username": "a" * 65, "password": WRONG_PASSWORD},
+        {"username": "ali\u0000ce", "password": WRONG_PASSWORD},  # PostgreSQL text has no NUL
         {"username": "alice", "password": WRONG_PASSWORD, "remember": True},
     ],
 )

@@ -90,6 +90,17 @@ async def test_live_keys_per_user_are_limited(
     assert refused.json()["error"]["code"] == "too_many_api_keys"
 
 
+async def test_a_name_the_database_cannot_hold_is_a_validation_error(
+    client: Client, make_member: MakeMember
+) -> None:
+    member = await make_member()
+    refused = await client.post(
+        "/api/v1/api-keys", json={"name": "nul\u0000"}, headers=member.headers
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "validation_error"
+
+
 async def test_keys_expire_after_the_configured_days_at_most(
     client: Client, make_member: MakeMember
 ) -> None:

@@ -223,3 +223,15 @@ async def test_operators_can_export_now_and_list_batches(
     assert len(batches.json()["outbound"]) >= 1
     user = await make_member()
     assert (await client.post("/api/v1/admin/export", headers=user.headers)).status_code == 403
+
+
+async def test_a_page_bound_past_any_seq_is_a_validation_error(
+    client: Client, make_member: MakeMember
+) -> None:
+    operator = await make_member(roles=["operator"])
+    for way in ("outbound", "inbound"):
+        response = await client.get(
+            f"/api/v1/admin/batches/{way}", params={"before_seq": 2**63}, headers=operator.headers
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "validation_error"

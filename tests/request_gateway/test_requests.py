@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import uuid
 from typing import Any
 
 from tests.request_gateway.conftest import Client, MakeMember, profile_type
@@ -40,6 +42,20 @@ async def test_bad_bodies_are_refused_with_validation_errors(
         response = await client.post("/api/v1/requests", json=body, headers=member.headers)
         assert response.status_code == 400, body
         assert response.json()["error"]["code"] == "validation_error"
+
+
+async def test_a_payload_holding_nul_is_refused_and_its_escaped_text_is_kept(
+    client: Client, make_member: MakeMember
+) -> None:
+    member = await make_member()
+    for payload in [{"text": "a\u0000b"}, {"key\u0000": 1}, {"deep": [{"x": "\\\u0000"}]}]:
+        refused = await _submit(client, member.headers, payload)
+        assert refused.status_code == 400, payload
+        assert refused.json()["error"]["details"][0]["field"] == "payload"
+    literal = {"text": "\\u0000 is how JSON writes NUL"}
+    kept = await _submit(client, member.headers, literal)
+    assert kept.status_code == 202, kept.text
+    assert kept.json()["payload"] == literal
 
 
 async def test_the_profile_decides_types_and_payload_size(
@@ -96,6 +112,19 @@ async def test_listing_pages_with_a_cursor_and_filters_by_status(
     assert bad.status_code == 400
 
 
+async def test_a_cursor_naming_a_time_off_the_calendar_is_invalid(
+    client: Client, make_member: MakeMember
+) -> None:
+    member = await make_member()
+    for at in ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"]:
+        cursor = base64.urlsafe_b64encode(f"{at}|{uuid.uuid4()}".encode()).decode()
+        response = await client.get(
+            "/api/v1/requests", params={"cursor": cursor}, headers=member.headers
+        )
+        assert response.status_code == 400, at
+        assert response.json()["error"]["code"] == "invalid_cursor"
+
+
 async def test_an_idempotency_key_never_makes_a_second_request(
     client: Client, make_member: MakeMember, db: Any
 ) -> None:
@@ -113,6 +142,21 @@ async def test_an_idempotency_key_never_makes_a_second_request(
     other = await _submit(client, member.headers, {"n": 2}, more_headers=key)
     assert other.status_code == 422
     assert other.json()["error"]["code"] == "idempotency_key_reused"
+
+
+async def test_a_retry_is_replayed_whatever_form_the_database_keeps_its_numbers_in(
+    client: Client, make_member: MakeMember
+) -> None:
+    member = await make_member()
+    key = {"Idempotency-Key": "big-numbers"}
+    # jsonb keeps the decimal value and prints it as -524474615751602100…0, which decodes to
+    # an int that is not the float sent: still the same JSON number, so the same request.
+    payload = {"x": -5.244746157516021e178, "y": 1e-7, "z": 2**70}
+    first = await _submit(client, member.headers, payload, more_headers=key)
+    assert first.status_code == 202, first.text
+    retry = await _submit(client, member.headers, payload, more_headers=key)
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["id"] == first.json()["id"]
 
 
 async def test_the_same_key_of_two_users_makes_two_requests(

@@ -65,12 +65,14 @@ __all__ = [
 
 TOKEN_TYPE: Final = "bearer"  # noqa: S105 - the OAuth token type name
 Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+# No U+0000: PostgreSQL's text cannot hold it, so the lookup and the audit record would fail.
+Username = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00]*$")]
 
 
 class LoginIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """DESIGN: `{"username", "password"}`."""
 
-    username: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    username: Username
     password: Secret
 
 

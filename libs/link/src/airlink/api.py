@@ -8,13 +8,16 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, get
 from litestar.connection import ASGIConnection
-from litestar.params import FromQuery, QueryParameter
+from litestar.params import QueryParameter
 from litestar.types import Guard
 
 from airlink.batches import InboundBatch, OutboundBatch, list_inbound, list_outbound
+from batchformat.models import MAX_SEQ
 from servicekit.database import Pool
 
 Limit = Annotated[int, QueryParameter(ge=1, le=500)]
+# A seq, or one past the largest (the newest page): a bigint column, so bounded like a seq.
+BeforeSeq = Annotated[int | None, QueryParameter(ge=0, le=MAX_SEQ + 1)]
 PoolOf = Callable[[ASGIConnection[Any, Any, Any, Any]], Pool]
 
 
@@ -48,7 +51,7 @@ def batches_controller(pool_of: PoolOf, *, path: str, guards: Sequence[Guard]) -
         async def outbound(
             self,
             request: Request[Any, Any, Any],
-            before_seq: FromQuery[int | None] = None,
+            before_seq: BeforeSeq = None,
             limit: Limit = 100,
         ) -> list[OutboundBatch]:
             """Sent batches with their publication and acknowledgement."""
@@ -59,7 +62,7 @@ def batches_controller(pool_of: PoolOf, *, path: str, guards: Sequence[Guard]) -
         async def inbound(
             self,
             request: Request[Any, Any, Any],
-            before_seq: FromQuery[int | None] = None,
+            before_seq: BeforeSeq = None,
             limit: Limit = 100,
         ) -> list[InboundBatch]:
             """Received batches, each applied once however often it came."""

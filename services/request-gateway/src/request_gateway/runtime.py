@@ -114,6 +114,7 @@ async def open_runtime(settings: GatewaySettings, *, listen: bool = True) -> Asy
                 client,
                 key_prefix=RATE_LIMIT_KEY_PREFIX,
                 on_redis_error=settings.rate_limit_on_redis_error,
+                timeout_s=settings.rate_limit_timeout_s,
             ),
             identity=identity,
             link=link,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Any, Final
 
@@ -15,7 +16,7 @@ from request_gateway.domain import requests
 from request_gateway.domain.requests import Page, RequestOut, Status
 from request_gateway.errors import GatewayErrorCode, gateway_error
 from request_gateway.identity import Profile
-from servicekit.errors import ApiError
+from servicekit.errors import ApiError, validation_error
 from servicekit.middleware import request_id_for
 from servicekit.ratelimit import RateLimitDecision, RateLimiterUnavailable, RateLimitPolicy
 
@@ -29,6 +30,9 @@ Limit = Annotated[int, QueryParameter(ge=1, le=200)]
 Cursor = Annotated[str | None, QueryParameter(max_length=200)]
 
 _encoder = msgspec.json.Encoder()
+# U+0000 leaves the encoder as `\u0000`, which PostgreSQL's jsonb cannot store. After an
+# escaped backslash (`\\u0000`) the same six characters are plain text, which it can.
+_NUL_ESCAPE: Final = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class RequestIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -72,15 +76,14 @@ class RequestsController(Controller):
         headers = decision.headers()
         if submitted.created:
             return Response(submitted.request, status_code=HTTP_202_ACCEPTED, headers=headers)
-        original = submitted.request
-        if original.type != data.type or original.payload != data.payload:
+        if not submitted.same:
             raise gateway_error(
                 422,
                 GatewayErrorCode.IDEMPOTENCY_KEY_REUSED,
                 "This Idempotency-Key was used for a different request.",
             )
         headers[REPLAYED_HEADER] = "true"
-        return Response(original, status_code=HTTP_200_OK, headers=headers)
+        return Response(submitted.request, status_code=HTTP_200_OK, headers=headers)
 
     @get("/{request_id:uuid}")
     async def read(
@@ -129,7 +132,7 @@ def _profile_or_refuse(profile: Profile | None) -> Profile:
 
 
 def _checked(data: RequestIn, profile: Profile) -> str:
-    """The payload as JSON text, once the profile allows its type and size."""
+    """The payload as JSON text, once the profile allows its type and size and jsonb can hold it."""
     if data.type not in profile.allowed_request_types:
         raise gateway_error(
             403,
@@ -137,6 +140,8 @@ def _checked(data: RequestIn, profile: Profile) -> str:
             f"Your profile type does not allow requests of type {data.type!r}.",
         )
     payload_json = _encoder.encode(data.payload).decode()
+    if "\\u0000" in payload_json and _NUL_ESCAPE.search(payload_json):
+        raise validation_error(msgspec.ValidationError("Text may not hold U+0000 - at `$.payload`"))
     if len(payload_json.encode()) > profile.max_payload_bytes:
         raise gateway_error(
             413,

@@ -40,7 +40,8 @@ REVOKE_SQL: Final = f"""
 """  # noqa: S608
 TOUCH_SQL: Final = "UPDATE api_key SET last_used_at = now() WHERE id = $1"
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+# No U+0000: PostgreSQL's text cannot hold it.
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
 
 
 class ApiKeyIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 import asyncpg
@@ -31,7 +31,12 @@ COLUMNS: Final = """
     id, type, status, payload::text AS payload, result::text AS result, error_code,
     error_message, created_at, updated_at, cancel_requested_at IS NOT NULL AS cancel_requested
 """
-SUBMIT_SQL: Final = f"SELECT {COLUMNS} FROM submit_request($1, $2, $3, $4, $5, $6, $7)"  # noqa: S608
+# `same`: the row is the request asked for. jsonb compares numbers by value, where the
+# decoded payloads may differ (it prints -5.2e178 in full: an int, not the float sent).
+SUBMIT_SQL: Final = f"""
+    SELECT {COLUMNS}, type = $3 AND payload = $4 AS same
+    FROM submit_request($1, $2, $3, $4, $5, $6, $7)
+"""  # noqa: S608
 GET_SQL: Final = f"SELECT {COLUMNS} FROM request WHERE id = $1 AND user_id = $2"  # noqa: S608
 LIST_SQL: Final = f"""
     SELECT {COLUMNS} FROM request
@@ -127,10 +132,12 @@ class RequestOut(msgspec.Struct, frozen=True):
 
 
 class Submitted(msgspec.Struct, frozen=True):
-    """The outcome of a submit: the request, and whether this call created it."""
+    """The outcome of a submit: the request, whether this call created it, and whether an
+    earlier one found by its idempotency key has the same type and payload."""
 
     request: RequestOut
     created: bool
+    same: bool
 
 
 async def submit(
@@ -159,7 +166,7 @@ async def submit(
             ) from None
         raise
     assert row is not None  # the function returns the new or the earlier request
-    return Submitted(request_out(row), created=row["id"] == request_id)
+    return Submitted(request_out(row), created=row["id"] == request_id, same=row["same"])
 
 
 async def get(conn: Connection, request_id: uuid.UUID, user_id: uuid.UUID) -> RequestOut:
@@ -321,8 +328,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         at, _, request_id = text.partition("|")
-        return datetime.fromisoformat(at), uuid.UUID(request_id)
-    except (ValueError, UnicodeDecodeError):
+        # In UTC here, so a time at the calendar's edge is refused now, not by the driver.
+        return datetime.fromisoformat(at).astimezone(UTC), uuid.UUID(request_id)
+    except (ValueError, UnicodeDecodeError, OverflowError):
         raise gateway_error(
             400, GatewayErrorCode.INVALID_CURSOR, "The cursor is not one this API gave."
         ) from None

@@ -1,0 +1,218 @@
+"""`request-gateway serve` as operators run it: a real server with its worker processes, in a
+process group of its own, and users synced into it through the gateway's own link code."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import httpx
+import redis
+from prometheus_client import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+
+from airlink.records import ProfileType
+from request_gateway.runtime import open_runtime, prepare_database
+from request_gateway.settings import PREFIX, GatewaySettings
+from servicekit.metrics import MULTIPROCESS_ENV
+from servicekit.testing import MakeDatabase
+from tests.request_gateway.conftest import PASSWORD, FakeProcessor, profile_type, user_record
+
+CLI: Final = str(Path(sys.executable).with_name("request-gateway"))
+JWT_SECRET: Final = "live-server-test-secret-" + "z" * 32
+START_TIMEOUT_S: Final = 60.0
+STOP_TIMEOUT_S: Final = 10.0
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def gateway_environment(**settings: str) -> dict[str, str]:
+    """This process's environment without any gateway setting, plus `settings` (GATEWAY_*)."""
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(PREFIX) and name != MULTIPROCESS_ENV
+    }
+    return {**inherited, **settings}
+
+
+@dataclass(frozen=True)
+class Member:
+    """A user synced into the live gateway, signed in."""
+
+    id: uuid.UUID
+    username: str
+    access_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+@dataclass
+class LiveGateway:
+    """A running `request-gateway serve`, and how the test reaches and feeds it."""
+
+    settings: GatewaySettings
+    """What the server was started with (its data folder, database, Redis, secret)."""
+    processor: FakeProcessor
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    async def member(
+        self, roles: Sequence[str] = ("user",), profile: ProfileType | None = None
+    ) -> Member:
+        """Sync a user (and their profile type) into the server's database, then log in."""
+        profile = profile or profile_type()
+        username = f"live{uuid.uuid4().hex[:10]}"
+        record = await user_record(username, roles=roles, profile=profile.name)
+        self.processor.send([profile, record])
+        async with open_runtime(self.settings, listen=False) as runtime:
+            report = await runtime.link.import_once()
+        assert [batch.outcome for batch in report.batches] == ["applied"], report
+        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+            response = await client.post(
+                "/api/v1/auth/login", json={"username": username, "password": PASSWORD}
+            )
+        assert response.status_code == 200, response.text
+        return Member(record.id, username, response.json()["access_token"])
+
+    def stop(self) -> int:
+        """SIGTERM to the whole group; its exit code (TimeoutExpired if it outlives the wait)."""
+        os.killpg(self.process.pid, signal.SIGTERM)
+        return self.process.wait(timeout=STOP_TIMEOUT_S)
+
+    def output(self) -> str:
+        """The end of the server's log, for failure messages."""
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def live_settings(data_dir: Path, database_url: str, redis_url: str) -> GatewaySettings:
+    """Settings for a live server and for the test's own runtime on the same data; Redis is
+    emptied first (login limits of earlier tests count against 127.0.0.1 too)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return GatewaySettings(
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+        jwt_secret=JWT_SECRET,
+        log_format="json",
+        # On a busy machine a worker's event loop can miss the default 250 ms for a rate
+        # check; with `closed`, a check that fails anyway shows as a 503, never as a 202.
+        rate_limit_on_redis_error="closed",
+        rate_limit_timeout_s=10.0,
+    )
+
+
+def live_gateway(
+    make_database: MakeDatabase, redis_url: str, data_dir: Path, *, workers: int = 2
+) -> Iterator[LiveGateway]:
+    """A module's live server on a fresh migrated database; it must stop cleanly (exit 0)."""
+    database_url = make_database(prepare_database, key="request-gateway")
+    with serve(live_settings(data_dir, database_url, redis_url), workers=workers) as gateway:
+        yield gateway
+        assert gateway.stop() == 0, gateway.output()
+
+
+@contextlib.contextmanager
+def serve(settings: GatewaySettings, *, workers: int = 2) -> Iterator[LiveGateway]:
+    """Start `request-gateway serve` for `settings`; kill its group whatever happens.
+
+    The fake processor's public key is placed first: the server reads its peer keys at start.
+    """
+    processor = FakeProcessor(settings)
+    port = free_port()
+    environment = gateway_environment(
+        GATEWAY_WORKERS=str(workers),
+        GATEWAY_PORT=str(port),
+        GATEWAY_DATA_DIR=str(settings.data_dir),
+        GATEWAY_DATABASE_URL=str(settings.database_url),
+        GATEWAY_REDIS_URL=str(settings.redis_url),
+        GATEWAY_JWT_SECRET=settings.jwt_secret,
+        GATEWAY_LOG_FORMAT="json",
+        GATEWAY_RATE_LIMIT_ON_REDIS_ERROR=settings.rate_limit_on_redis_error,
+        GATEWAY_RATE_LIMIT_TIMEOUT_S=str(settings.rate_limit_timeout_s),
+    )
+    log = settings.data_dir / "server.log"
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [CLI, "serve"], env=environment, stdout=output, stderr=output, process_group=0
+        )
+    live = LiveGateway(settings, processor, f"http://127.0.0.1:{port}", process, log)
+    try:
+        _wait_until_live(live)
+        yield live
+    finally:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait_until_live(live: LiveGateway) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert live.process.poll() is None, f"the server exited:\n{live.output()}"
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{live.url}/health/live", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"the server never answered /health/live:\n{live.output()}")
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def samples(body: str) -> Samples:
+    """Every sample of a Prometheus text page: (name, sorted labels) -> value."""
+    return _by_labels(text_string_to_metric_families(body))
+
+
+def labelled(found: Samples, name: str, **labels: str) -> float:
+    """The sum of `name`'s samples whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(
+        value
+        for (sample, sample_labels), value in found.items()
+        if sample == name and wanted <= set(sample_labels)
+    )
+
+
+def per_process(metrics_dir: Path, name: str, **labels: str) -> dict[int, float]:
+    """`name`'s count (samples including `labels`) in each server process's own metrics file."""
+    counts = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        families = MultiProcessCollector.merge([str(path)])  # type: ignore[no-untyped-call]
+        pid = int(path.stem.removeprefix("counter_"))
+        counts[pid] = labelled(_by_labels(families), name, **labels)
+    return counts
+
+
+def _by_labels(families: Iterable[Metric]) -> Samples:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in families
+        for sample in family.samples
+    }
