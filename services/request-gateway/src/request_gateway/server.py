@@ -21,6 +21,7 @@ from pathlib import Path
 from granian import Granian
 from granian.constants import Interfaces, Loops
 
+from airlink.endpoint import load_link_keys
 from request_gateway.runtime import embedded_services, prepare_database
 from request_gateway.settings import PREFIX, GatewaySettings
 from servicekit.metrics import prepare_multiprocess_dir
@@ -33,6 +34,8 @@ def serve(settings: GatewaySettings) -> None:
     services = embedded_services(settings)
     try:
         asyncio.run(prepare_database(services.database_url))
+        # Made here, once: workers starting together would each make their own key pair.
+        load_link_keys(settings, generate_missing=settings.env != "production")
         os.environ[f"{PREFIX}DATABASE_URL"] = services.database_url
         os.environ[f"{PREFIX}REDIS_URL"] = services.redis_url
         if settings.workers > 1:
