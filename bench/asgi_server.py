@@ -1,4 +1,5 @@
-"""Serve an ASGI app under granian for a benchmark, and stop it with all its workers."""
+"""Serve an ASGI app (under granian, or a service's own command) for a benchmark, and stop it
+with all its workers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -34,8 +36,16 @@ def event_loop_note() -> str:
     loop = event_loop()
     if loop != "auto":
         return f"--loop {loop}"
-    found = [name for name in ("rloop", "uvloop") if importlib.util.find_spec(name) is not None]
-    return f"--loop auto ({found[0] if found else 'asyncio: neither rloop nor uvloop installed'})"
+    return f"--loop auto ({granian_auto_loop()})"
+
+
+def granian_auto_loop() -> str:
+    """What granian's `auto` loop is in this environment: rloop, else uvloop, else asyncio
+    (granian's `_loops.build_auto_loop`; the same venv serves every benchmark process)."""
+    for name in ("rloop", "uvloop"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return "asyncio (neither rloop nor uvloop installed)"
 
 
 def granian_argv(target: str, port: int, *, workers: int = WORKERS) -> list[str]:
@@ -61,6 +71,14 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class RunningServer:
+    """A server the benchmark started: where it answers, and its process group's id."""
+
+    base_url: str
+    pid: int  # the leader of its own process group (its workers are in it)
+
+
 @contextmanager
 def serve_granian(
     target: str,
@@ -69,19 +87,40 @@ def serve_granian(
     log_path: Path,
     ready_path: str = "/",
     workers: int = WORKERS,
-) -> Iterator[str]:
-    """Serve `target` until the block ends; yields its base URL once `ready_path` answers.
-
-    granian runs in its own process group (its workers with it), its output in `log_path`;
-    the whole group gets SIGTERM on exit, SIGKILL if it has not stopped in STOP_TIMEOUT_S.
-    """
+) -> Iterator[RunningServer]:
+    """Serve `target` under granian until the block ends (see `serve_command`)."""
     port = free_port()
+    with serve_command(
+        granian_argv(target, port, workers=workers),
+        port=port,
+        env={"PYTHONPATH": str(REPO_ROOT), **env},
+        log_path=log_path,
+        ready_path=ready_path,
+    ) as server:
+        yield server
+
+
+@contextmanager
+def serve_command(
+    argv: list[str],
+    *,
+    port: int,
+    env: Mapping[str, str],
+    log_path: Path,
+    ready_path: str = "/",
+) -> Iterator[RunningServer]:
+    """Run a server command listening on 127.0.0.1:`port` until the block ends.
+
+    Yields once `ready_path` answers below 500. The command runs in its own process group
+    (its workers with it), its output in `log_path`; the whole group gets SIGTERM on exit,
+    SIGKILL if it has not stopped in STOP_TIMEOUT_S.
+    """
     base_url = f"http://127.0.0.1:{port}"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            granian_argv(target, port, workers=workers),
+            argv,
             cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
+            env={**os.environ, **env},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -89,7 +128,7 @@ def serve_granian(
         )
     try:
         _wait_until_ready(process, base_url + ready_path, log_path)
-        yield base_url
+        yield RunningServer(base_url, process.pid)
     finally:
         _stop_group(process)
 
@@ -99,7 +138,7 @@ def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log_path: Path
     with httpx.Client(timeout=2.0) as client:
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"granian exited with {process.returncode}; see {log_path}")
+                raise RuntimeError(f"the server exited with {process.returncode}; see {log_path}")
             with suppress(httpx.TransportError):
                 if client.get(url).status_code < 500:
                     return

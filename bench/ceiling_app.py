@@ -5,10 +5,11 @@
 - `GET /rows/{id}`: a primary-key SELECT of one row, as JSON (404 when missing);
 - `GET /`: a constant JSON body, the framework and server alone.
 
-One asyncpg pool of POOL_SIZE connections per worker process, made in the lifespan, with
-asyncpg's default settings (its `reset` query runs on every release); the gateway compared
-against it should do the same or say how it differs. jsonb is decoded and encoded with
-msgspec. Serve it the way the gateway is served, e.g.:
+One asyncpg pool of POOL_SIZE connections per worker process, made in the lifespan, that
+like the services' pools (`servicekit.database.open_pool`) skips asyncpg's reset query on
+release (one round trip per request; nothing here leaves session state); the gateway
+compared against it should do the same or say how it differs. jsonb is decoded and encoded
+with msgspec. Serve it the way the gateway is served, e.g.:
 
     CEILING_DATABASE_URL=postgresql://... granian --interface asgi --workers 2 \
         --factory bench.ceiling_app:create_app
@@ -108,6 +109,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Nothing to undo on release (asyncpg still drops listeners and open transactions)."""
+
+
 @asynccontextmanager
 async def _database(app: Litestar) -> AsyncIterator[None]:
     pool = await asyncpg.create_pool(
@@ -115,6 +120,7 @@ async def _database(app: Litestar) -> AsyncIterator[None]:
         min_size=POOL_SIZE,
         max_size=POOL_SIZE,
         init=_init_connection,
+        reset=_keep_session,
     )
     app.state.pool = pool
     try:

@@ -7,59 +7,100 @@ The ceiling (bench/ceiling_app.py, under granian with 2 workers like the gateway
   own JWT-sized `Authorization` header (ignored), so that wrk does the same work per
   request as in the gateway's authenticated run;
 - `ceiling_read`: `GET /rows/{id}`, a primary-key SELECT, over READ_IDS ids of the rows
-  the insert run created (VACUUM ANALYZE first);
+  the insert runs created (VACUUM ANALYZE first);
 - `ceiling_index`: `GET /`, a constant JSON body: framework and server alone.
 
-The gateway's own scenarios (`gateway_scenarios`) are not run yet: the gateway is still
-being written. To add them, in `run()`: start the gateway with `serve_granian` on the same
-database server, seed users and tokens, build the submit and read request lists (one
-token per user, `WrkRequest`s), call `gateway_scenarios`, and merge its results; the report
-then compares each with its ceiling (see COMPARISONS and TARGETS).
+The gateway (bench/gateway_service.py: `request-gateway serve`, 2 workers, its own
+database on the same PostgreSQL server, the same Redis; USERS users synced through its
+sync code and logged in through its API):
+
+- `submit`: `POST /api/v1/requests` with the same SUBMIT_VARIANTS bodies, rotating through
+  the users' bearer tokens: authentication, the profile's checks, the user's GCRA rate
+  limit (one Lua script in Redis), one `submit_request` round trip (pending quota + INSERT);
+- `status_read`: `GET /api/v1/requests/{id}` of READ_IDS requests the submit runs created,
+  each with its owner's token (VACUUM ANALYZE first);
+- `health`: `GET /health` (PostgreSQL, Redis, both link folders, the link).
+
+Scenarios run in pairs, ceiling and gateway back to back, so that the machine's changing
+speed hits both alike; ROUNDS rounds, the gateway first in every second round; the report
+gives each scenario's median over the rounds. Then, once, the profiling variants (see
+`profile_variants`), and for every run the CPU seconds of the server, PostgreSQL, Redis,
+wrk and everything else on the machine (bench/cpu_meter.py).
 
 Embedded PostgreSQL and Redis unless AIRLOCK_BENCH_DATABASE_URL (an admin URL) and
-AIRLOCK_BENCH_REDIS_URL name servers. BENCH_GATEWAY_DURATION_S (20) and
-BENCH_GATEWAY_WARMUP_S (5) set each scenario's measured and warm-up seconds.
+AIRLOCK_BENCH_REDIS_URL name servers. BENCH_GATEWAY_DURATION_S (15), BENCH_GATEWAY_WARMUP_S
+(3), BENCH_GATEWAY_ROUNDS (2) and BENCH_GATEWAY_PROFILE_S (10; 0 skips the variants) set
+the measured and warm-up seconds of each scenario, the rounds, and each variant's seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
-import msgspec
 
-from bench import ceiling_app
-from bench.asgi_server import WORKERS, event_loop_note, serve_granian
-from bench.harness import write_report
+from bench import ceiling_app, gateway_report
+from bench.asgi_server import (
+    REPO_ROOT,
+    WORKERS,
+    RunningServer,
+    event_loop_note,
+    granian_auto_loop,
+    serve_granian,
+)
+from bench.cpu_meter import CpuMeter, PidSource, process_and_children, process_group
+from bench.gateway_report import ScenarioRun
+from bench.gateway_requests import (
+    SUBMIT_VARIANTS,
+    TOKEN_CHARS,
+    ceiling_submit_requests,
+    gateway_submit_requests,
+    replay_requests,
+    status_read_requests,
+)
+from bench.gateway_service import DATABASE as GATEWAY_DATABASE
+from bench.gateway_service import (
+    log_events,
+    log_in,
+    read_counters,
+    sample_requests,
+    seed_users,
+    send_once,
+    serve_gateway,
+)
+from bench.gateway_service import prepare_database as prepare_gateway_database
+from bench.harness import median
 from bench.link_bench import database_url, execute
-from bench.wrk import WrkRequest, WrkResult, ensure_wrk, run_wrk
-from servicekit.embedded import resolve_service_urls
+from bench.wrk import WrkErrors, WrkRequest, WrkResult, ensure_wrk, run_wrk
+from servicekit.embedded import EmbeddedServices, resolve_service_urls
 
-DURATION_S: Final = int(os.environ.get("BENCH_GATEWAY_DURATION_S", "20"))
-WARMUP_S: Final = int(os.environ.get("BENCH_GATEWAY_WARMUP_S", "5"))
+DURATION_S: Final = int(os.environ.get("BENCH_GATEWAY_DURATION_S", "15"))
+WARMUP_S: Final = int(os.environ.get("BENCH_GATEWAY_WARMUP_S", "3"))
+ROUNDS: Final = int(os.environ.get("BENCH_GATEWAY_ROUNDS", "2"))
+PROFILE_S: Final = int(os.environ.get("BENCH_GATEWAY_PROFILE_S", "10"))
+PROFILE_WARMUP_S: Final = 2
 CONNECTIONS: Final = 100
 THREADS: Final = 2
 DATABASE_URL_ENV: Final = "AIRLOCK_BENCH_DATABASE_URL"
 REDIS_URL_ENV: Final = "AIRLOCK_BENCH_REDIS_URL"
 CEILING_DATABASE: Final = "gateway_bench_ceiling"
-SUBMIT_VARIANTS: Final = 1_000
 READ_IDS: Final = 10_000
-TOKEN_CHARS: Final = 280  # about an authkit access JWT's length
-JSON_HEADERS: Final = {"Content-Type": "application/json"}
 
 # Each gateway scenario and the ceiling scenario it is held against.
 COMPARISONS: Final = {"submit": "ceiling_insert", "status_read": "ceiling_read"}
+# Run back to back in a round (ceiling first in odd rounds, the gateway first in even ones).
+PAIRS: Final = (("ceiling_insert", "submit"), ("ceiling_read", "status_read"))
+REFERENCE_PAIR: Final = ("ceiling_index", "health")
 # From the issue: throughput at least 60% of the ceiling's, p99 at most 1.5x, no errors.
 MIN_THROUGHPUT_RATIO: Final = 0.6
 MAX_P99_RATIO: Final = 1.5
@@ -68,47 +109,14 @@ SCENARIOS: Final = {
     "ceiling_insert": "ceiling `POST /insert` (validate, INSERT one row)",
     "ceiling_read": "ceiling `GET /rows/{id}` (primary-key SELECT)",
     "ceiling_index": "ceiling `GET /` (constant JSON)",
-    "submit": "gateway `POST /api/v1/requests`, authenticated",
+    "submit": "gateway `POST /api/v1/requests`, authenticated, rate-limited",
     "status_read": "gateway `GET /api/v1/requests/{id}`, authenticated",
-    "health": "gateway `GET /health`",
+    "health": "gateway `GET /health` (database, Redis, folders, link)",
+    "health_live": "gateway `GET /health/live`: framework and servicekit's middleware only",
+    "me": "gateway `GET /api/v1/me`: authentication, cached user and profile, one SELECT",
+    "submit_replay": "gateway `POST /api/v1/requests` repeating an `Idempotency-Key`: the "
+    "whole submit path (rate limit in Redis included) but its one round trip only reads",
 }
-
-
-def submit_body(number: int) -> str:
-    """A submitted request's JSON body (about 100 B), distinct per `number`."""
-    payload = {"query": f"quarterly report {number}", "limit": 10, "offset": number % 50}
-    return json.dumps({"type": "echo", "payload": payload}, separators=(",", ":"))
-
-
-def stand_in_token(number: int) -> str:
-    """A token-shaped string of a real token's length, for requests nobody authenticates."""
-    seed = hashlib.sha256(str(number).encode()).hexdigest()
-    return (seed * (TOKEN_CHARS // len(seed) + 1))[:TOKEN_CHARS]
-
-
-def ceiling_submit_requests() -> list[WrkRequest]:
-    """SUBMIT_VARIANTS distinct `POST /insert` requests, each with its own stand-in token."""
-    return [
-        WrkRequest(
-            "POST",
-            "/insert",
-            {**JSON_HEADERS, "Authorization": f"Bearer {stand_in_token(n)}"},
-            submit_body(n),
-        )
-        for n in range(SUBMIT_VARIANTS)
-    ]
-
-
-def load(url: str, **options: Any) -> WrkResult:
-    """One scenario: wrk with the benchmark's connections, threads and durations."""
-    return run_wrk(
-        url,
-        connections=CONNECTIONS,
-        threads=THREADS,
-        duration_s=DURATION_S,
-        warmup_s=WARMUP_S,
-        **options,
-    )
 
 
 async def prepare_ceiling_database(server_url: str) -> str:
@@ -133,36 +141,114 @@ async def rows_to_read(url: str, count: int) -> list[uuid.UUID]:
     return [record["id"] for record in records]
 
 
-def ceiling_scenarios(base_url: str, database: str) -> dict[str, WrkResult]:
-    """The three ceiling scenarios against the ceiling app at `base_url`."""
-    results = {"ceiling_insert": load(base_url, requests=ceiling_submit_requests())}
-    print(f"  ceiling_insert: {_summary(results['ceiling_insert'])}", flush=True)
-    ids = asyncio.run(rows_to_read(database, READ_IDS))
-    reads = [WrkRequest("GET", f"/rows/{row_id}") for row_id in ids]
-    results["ceiling_read"] = load(base_url, requests=reads)
-    print(f"  ceiling_read: {_summary(results['ceiling_read'])}", flush=True)
-    results["ceiling_index"] = load(f"{base_url}/")
-    print(f"  ceiling_index: {_summary(results['ceiling_index'])}", flush=True)
-    return results
+class Bench:
+    """The two servers under test, their databases, the users' tokens and the CPU meter."""
+
+    def __init__(
+        self,
+        ceiling: RunningServer,
+        gateway: RunningServer,
+        databases: tuple[str, str],
+        tokens: Mapping[uuid.UUID, str],
+        meter: CpuMeter,
+    ) -> None:
+        self.ceiling, self.gateway = ceiling, gateway
+        self.ceiling_database, self.gateway_database = databases
+        self.tokens = tokens
+        self.meter = meter
+        self.runs: dict[str, list[ScenarioRun]] = {}
+
+    def measure(
+        self, name: str, url: str, round_number: int, *, seconds: int, warmup_s: int, **options: Any
+    ) -> None:
+        """One scenario: warm-up (dropped), then the measured run with the CPU it cost."""
+        load = dict(connections=CONNECTIONS, threads=THREADS, warmup_s=0, **options)
+        if warmup_s > 0:
+            run_wrk(url, duration_s=warmup_s, **load)
+        gateway = url.startswith(self.gateway.base_url)
+        before = read_counters(self.gateway.base_url) if gateway else {}
+        with self.meter.measure() as cpu:
+            result = run_wrk(url, duration_s=seconds, **load)
+        moved = _moved(before, read_counters(self.gateway.base_url)) if gateway else {}
+        self.runs.setdefault(name, []).append(ScenarioRun(result, cpu.seconds, round_number, moved))
+        print(f"  {name} (round {round_number}): {_summary(result)}", flush=True)
+
+    def run_round(self, number: int) -> None:
+        """Every pair once, the ceiling first in odd rounds and the gateway in even ones."""
+        scenarios = self._round_scenarios(number)
+        for pair in (*PAIRS, REFERENCE_PAIR):
+            for name in pair if number % 2 else reversed(pair):
+                url, options = scenarios[name]()
+                self.measure(name, url, number, seconds=DURATION_S, warmup_s=WARMUP_S, **options)
+
+    def _round_scenarios(self, number: int) -> dict[str, Callable[[], tuple[str, dict[str, Any]]]]:
+        """Each scenario's URL and wrk options, built when it starts (reads need the rows
+        the round's inserts made)."""
+        ceiling, gateway = self.ceiling.base_url, self.gateway.base_url
+        tokens = list(self.tokens.values())
+
+        def ceiling_reads() -> tuple[str, dict[str, Any]]:
+            ids = asyncio.run(rows_to_read(self.ceiling_database, READ_IDS))
+            return ceiling, {"requests": [WrkRequest("GET", f"/rows/{i}") for i in ids]}
+
+        def gateway_reads() -> tuple[str, dict[str, Any]]:
+            pairs = asyncio.run(sample_requests(self.gateway_database, READ_IDS))
+            return gateway, {"requests": status_read_requests(pairs, self.tokens)}
+
+        return {
+            "ceiling_insert": lambda: (ceiling, {"requests": ceiling_submit_requests()}),
+            "submit": lambda: (gateway, {"requests": gateway_submit_requests(tokens)}),
+            "ceiling_read": ceiling_reads,
+            "status_read": gateway_reads,
+            "ceiling_index": lambda: (f"{ceiling}/", {}),
+            "health": lambda: (f"{gateway}/health", {}),
+        }
+
+    def profile_variants(self) -> None:
+        """Gateway endpoints that do part of a submit's work, to see where its time goes.
+
+        `health_live` (vs `ceiling_index`: servicekit's middleware and metrics), `me` (vs
+        `health_live`: authentication and a cached identity, plus one SELECT), and
+        `submit_replay` (vs `submit`: everything but the write; vs `status_read`: the body,
+        the profile's checks and the rate limit's Redis call).
+        """
+        gateway = self.gateway.base_url
+        tokens = list(self.tokens.values())
+        replays = replay_requests(tokens)
+        asyncio.run(send_once(gateway, replays, expect=202))
+        me = [WrkRequest("GET", "/api/v1/me", {"Authorization": f"Bearer {t}"}) for t in tokens]
+        variants: dict[str, tuple[str, dict[str, Any]]] = {
+            "health_live": (f"{gateway}/health/live", {}),
+            "me": (gateway, {"requests": me}),
+            "submit_replay": (gateway, {"requests": replays}),
+        }
+        for name, (url, options) in variants.items():
+            self.measure(name, url, 0, seconds=PROFILE_S, warmup_s=PROFILE_WARMUP_S, **options)
 
 
-def gateway_scenarios(
-    base_url: str,
-    *,
-    submits: Sequence[WrkRequest],
-    status_reads: Sequence[WrkRequest],
-) -> dict[str, WrkResult]:
-    """The gateway's scenarios; not called yet (the gateway is being written).
-
-    `submits`: `POST /api/v1/requests` with a JSON body, each with its user's
-    `Authorization: Bearer <token>` (many users, e.g. SUBMIT_VARIANTS entries built with
-    `submit_body`); `status_reads`: `GET /api/v1/requests/{id}` of existing requests, each
-    with its owner's token (read the ids after the submit run, as the ceiling does).
-    """
-    results = {"submit": load(base_url, requests=submits)}
-    results["status_read"] = load(base_url, requests=status_reads)
-    results["health"] = load(f"{base_url}/health")
-    return results
+def median_result(runs: Sequence[ScenarioRun]) -> WrkResult:
+    """One scenario over its rounds: median rate and percentiles; max, totals, every error."""
+    results = [run.result for run in runs]
+    statuses: dict[int, int] = {}
+    for result in results:
+        for status, count in result.statuses.items():
+            statuses[status] = statuses.get(status, 0) + count
+    error_kinds = ("connect", "read", "write", "status", "timeout")
+    return WrkResult(
+        requests_per_s=round(median([r.requests_per_s for r in results]), 1),
+        p50_ms=median([r.p50_ms for r in results]),
+        p90_ms=median([r.p90_ms for r in results]),
+        p99_ms=median([r.p99_ms for r in results]),
+        max_ms=max(r.max_ms for r in results),
+        requests=sum(r.requests for r in results),
+        duration_s=round(sum(r.duration_s for r in results), 3),
+        errors=WrkErrors(
+            **{kind: sum(getattr(r.errors, kind) for r in results) for kind in error_kinds}
+        ),
+        statuses=dict(sorted(statuses.items())),
+        connections=results[0].connections,
+        threads=results[0].threads,
+    )
 
 
 def against_ceiling(ours: WrkResult, ceiling: WrkResult) -> dict[str, Any]:
@@ -178,34 +264,33 @@ def against_ceiling(ours: WrkResult, ceiling: WrkResult) -> dict[str, Any]:
     }
 
 
+def cpu_per_request_ms(runs: Sequence[ScenarioRun]) -> dict[str, float]:
+    """Each process group's CPU milliseconds per request, over all the runs."""
+    requests = sum(run.result.requests for run in runs)
+    groups = runs[0].cpu_s.keys()
+    return {
+        name: round(sum(run.cpu_s[name] for run in runs) * 1000 / requests, 3) for name in groups
+    }
+
+
 def run() -> Path:
     """Run the benchmark; return the report's path."""
     ensure_wrk()  # before any server starts: the hint to install it comes at once
     work = Path(tempfile.mkdtemp(prefix="airlock-gateway-bench-"))
     started, load_before = time.perf_counter(), os.getloadavg()[0]
+    code = code_version()  # what the servers about to start will run
     print(
-        f"request-gateway: wrk {CONNECTIONS} connections, {THREADS} threads, "
-        f"{WARMUP_S} s warm-up + {DURATION_S} s per scenario ...",
+        f"request-gateway: wrk {CONNECTIONS} connections, {THREADS} threads, {ROUNDS} rounds "
+        f"of {WARMUP_S} s warm-up + {DURATION_S} s per scenario ...",
         flush=True,
     )
     services = resolve_service_urls(
         os.environ.get(DATABASE_URL_ENV), os.environ.get(REDIS_URL_ENV), work
     )
     try:
-        database = asyncio.run(prepare_ceiling_database(services.database_url))
-        with serve_granian(
-            "bench.ceiling_app:create_app",
-            env={ceiling_app.DATABASE_URL_ENV: database},
-            log_path=work / "ceiling.log",
-        ) as base_url:
-            results = ceiling_scenarios(base_url, database)
-        # The gateway's scenarios go here, on the same database server, then:
-        # results |= gateway_scenarios(gateway_url, submits=..., status_reads=...)
+        bench, setup = _run_all(services, work)
         if services.postgres is None:
-            with suppress(asyncpg.PostgresError):
-                asyncio.run(
-                    execute(services.database_url, f"DROP DATABASE {CEILING_DATABASE} WITH (FORCE)")
-                )
+            _drop_databases(services.database_url)
     except BaseException:
         print(f"request-gateway: failed; the servers' logs are kept in {work}")
         raise
@@ -213,121 +298,138 @@ def run() -> Path:
         services.stop()
     shutil.rmtree(work, ignore_errors=True)
     embedded = services.postgres is not None
-    load = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
-    return _report(results, time.perf_counter() - started, load, embedded=embedded)
+    setup["load_avg_1m"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
+    setup["total_run_s"] = round(time.perf_counter() - started)
+    setup["code"] = code
+    return _report(bench.runs, setup, embedded=embedded)
+
+
+def code_version() -> dict[str, Any]:
+    """The commit the servers ran, and how many files under services/ and libs/ differ."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--", "services", "libs"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    return {
+        "commit": head.stdout.strip() or "unknown",
+        "uncommitted": len(changed.stdout.splitlines()),
+    }
+
+
+def _run_all(services: EmbeddedServices, work: Path) -> tuple[Bench, dict[str, Any]]:
+    """Both servers up, the users seeded and logged in, every round and variant run."""
+    server_url = services.database_url
+    databases = (
+        asyncio.run(prepare_ceiling_database(server_url)),
+        asyncio.run(prepare_gateway_database(server_url)),
+    )
+    with (
+        serve_granian(
+            "bench.ceiling_app:create_app",
+            env={ceiling_app.DATABASE_URL_ENV: databases[0]},
+            log_path=work / "ceiling.log",
+        ) as ceiling,
+        serve_gateway(
+            databases[1],
+            services.redis_url,
+            data_dir=work / "gateway",
+            log_path=work / "gateway.log",
+        ) as gateway,
+    ):
+        seeding = time.perf_counter()
+        users = asyncio.run(seed_users(databases[1]))
+        tokens = asyncio.run(log_in(gateway.base_url, users))
+        setup: dict[str, Any] = {
+            "users": len(users),
+            "seed_and_login_s": round(time.perf_counter() - seeding, 1),
+            "access_token_chars": round(median([len(t) for t in tokens.values()])),
+        }
+        bench = Bench(ceiling, gateway, databases, tokens, _meter(services, ceiling, gateway))
+        for number in range(1, ROUNDS + 1):
+            bench.run_round(number)
+        if PROFILE_S > 0:
+            bench.profile_variants()
+    setup["gateway_log_events"] = log_events(work / "gateway.log")
+    return bench, setup
+
+
+def _meter(services: EmbeddedServices, *servers: RunningServer) -> CpuMeter:
+    ceiling, gateway = servers
+    groups: dict[str, PidSource] = {
+        "ceiling": process_group(ceiling.pid),
+        "gateway": process_group(gateway.pid),
+    }
+    if services.postgres is not None:
+        groups["postgres"] = process_and_children(services.postgres.pgdata / "postmaster.pid")
+    if services.redis is not None:
+        groups["redis"] = process_and_children(services.redis.pidfile)
+    return CpuMeter(groups)
+
+
+def _drop_databases(server_url: str) -> None:
+    for name in (CEILING_DATABASE, GATEWAY_DATABASE):
+        with suppress(asyncpg.PostgresError):
+            asyncio.run(execute(server_url, f"DROP DATABASE {name} WITH (FORCE)"))
+
+
+def _moved(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    moved = {name: value - before.get(name, 0.0) for name, value in after.items()}
+    return {name: value for name, value in moved.items() if value}
 
 
 def _summary(result: WrkResult) -> str:
+    statuses = ", ".join(f"{status}: {count:,}" for status, count in result.statuses.items())
     return (
         f"{result.requests_per_s:,.0f} req/s, p50 {result.p50_ms:.1f} ms, "
-        f"p99 {result.p99_ms:.1f} ms, errors {result.errors.total}"
+        f"p99 {result.p99_ms:.1f} ms, errors {result.errors.total} ({statuses})"
     )
 
 
-def _report(
-    results: dict[str, WrkResult], total_s: float, load: dict[str, float], *, embedded: bool
-) -> Path:
-    comparisons = {
-        ours: against_ceiling(results[ours], results[ceiling])
-        for ours, ceiling in COMPARISONS.items()
-        if ours in results
-    }
-    figures: dict[str, Any] = {
+def _report(runs: dict[str, list[ScenarioRun]], setup: dict[str, Any], *, embedded: bool) -> Path:
+    medians = {name: median_result(scenario_runs) for name, scenario_runs in runs.items()}
+    compared = {ours: ceiling for ours, ceiling in COMPARISONS.items() if ours in medians}
+    settings = {
         "connections": CONNECTIONS,
         "wrk_threads": THREADS,
+        "rounds": ROUNDS,
         "duration_s": DURATION_S,
         "warmup_s": WARMUP_S,
-        "server": f"granian asgi, {WORKERS} workers, {event_loop_note()}",
+        "profile_s": PROFILE_S,
+        "server": f"granian asgi, {WORKERS} workers each: the ceiling with "
+        f"{event_loop_note()}, the gateway (`request-gateway serve`, granian embedded) with "
+        f"its `Loops.auto`, which is {granian_auto_loop()} here",
         "ceiling_pool_size_per_worker": ceiling_app.POOL_SIZE,
-        "database": "embedded PostgreSQL 16 (pgserver), fsync on" if embedded else "external",
-        "scenarios": msgspec.to_builtins(results),
-        "against_ceiling": comparisons,
-        "targets": {"min_throughput_ratio": MIN_THROUGHPUT_RATIO, "max_p99_ratio": MAX_P99_RATIO},
-        "total_run_s": round(total_s),
-        "load_avg_1m": load,
+        "database": "Embedded PostgreSQL 16 (pgserver), fsync on"
+        if embedded
+        else "External PostgreSQL",
+        "submit_variants": SUBMIT_VARIANTS,
+        "read_ids": READ_IDS,
+        "stand_in_token_chars": TOKEN_CHARS,
     }
-    markdown = "\n".join([*_results_section(figures, results), *_notes_section(comparisons)])
-    return write_report("request-gateway", figures, markdown)
-
-
-def _errors_cell(result: WrkResult) -> str:
-    errors = result.errors
-    kinds = {name: getattr(errors, name) for name in ("connect", "read", "write", "timeout")}
-    kinds["4xx/5xx"] = errors.status
-    parts = [f"{name} {count:,}" for name, count in kinds.items() if count]
-    return f"{errors.total:,} ({', '.join(parts)})" if parts else "0"
-
-
-def _results_section(figures: dict[str, Any], results: dict[str, WrkResult]) -> list[str]:
-    return [
-        "# request-gateway under HTTP load",
-        "",
-        f"wrk, {figures['connections']} connections over {figures['wrk_threads']} threads, "
-        f"{figures['warmup_s']} s of warm-up (not recorded) then {figures['duration_s']} s "
-        f"per scenario; servers: {figures['server']}; {figures['database']}; wrk shares the "
-        f"machine's {os.cpu_count()} vCPUs with the servers and the database. Whole run "
-        f"{figures['total_run_s']} s; load average (1 min) {figures['load_avg_1m']['before']} "
-        f"before, {figures['load_avg_1m']['after']} after. Reproduce: "
-        "`uv run python -m bench request-gateway` "
-        "(`BENCH_GATEWAY_DURATION_S`, `BENCH_GATEWAY_WARMUP_S`, `AIRLOCK_BENCH_DATABASE_URL`, "
-        "`AIRLOCK_BENCH_REDIS_URL`).",
-        "",
-        "| scenario | what | req/s | p50 ms | p90 ms | p99 ms | max ms | requests | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
-        *[
-            f"| {name} | {SCENARIOS[name]} | {r.requests_per_s:,.0f} | {r.p50_ms:.1f} | "
-            f"{r.p90_ms:.1f} | {r.p99_ms:.1f} | {r.max_ms:.1f} | {r.requests:,} | "
-            f"{_errors_cell(r)} |"
-            for name, r in results.items()
-        ],
-        "",
-        "- errors: wrk's socket errors (connect, read, write), timeouts (no answer within "
-        "2 s; left out of the latencies) and responses with a status of 400 or more; every "
-        "status seen is in the JSON report.",
-        "- `ceiling_insert` sends SUBMIT_VARIANTS (1,000) distinct bodies (~100 B), each "
-        f"with a {TOKEN_CHARS}-character stand-in `Authorization` header the ceiling ignores. "
-        f"`ceiling_read` reads {READ_IDS:,} rows the insert run stored, in random order, "
-        "after a VACUUM ANALYZE.",
-        f"- The ceiling app holds one asyncpg pool of {ceiling_app.POOL_SIZE} connections per "
-        "worker with asyncpg's defaults (its reset query on every release), decodes bodies "
-        "into msgspec structs and jsonb with msgspec.",
-        "",
-    ]
-
-
-def _notes_section(comparisons: dict[str, dict[str, Any]]) -> list[str]:
-    target = (
-        f"Target (from the issue): each gateway scenario at {MIN_THROUGHPUT_RATIO:.0%} or "
-        f"more of its ceiling's req/s, p99 no more than {MAX_P99_RATIO}x the ceiling's, "
-        "no errors."
+    return gateway_report.write(
+        gateway_report.Figures(
+            runs=runs,
+            medians=medians,
+            comparisons={o: against_ceiling(medians[o], medians[c]) for o, c in compared.items()},
+            per_round={
+                o: [
+                    against_ceiling(mine.result, theirs.result)
+                    for mine, theirs in zip(runs[o], runs[c], strict=True)
+                ]
+                for o, c in compared.items()
+            },
+            cpu_ms={
+                name: cpu_per_request_ms(scenario_runs) for name, scenario_runs in runs.items()
+            },
+            settings=settings,
+            setup=setup,
+            descriptions=SCENARIOS,
+            ceilings=compared,
+            targets={"min_throughput_ratio": MIN_THROUGHPUT_RATIO, "max_p99_ratio": MAX_P99_RATIO},
+        )
     )
-    if not comparisons:
-        return [
-            target,
-            "The gateway's scenarios are not run yet (the gateway is being written): this "
-            "report holds the ceiling only.",
-            "",
-            *_closing(),
-        ]
-    return [
-        "| gateway scenario | ceiling | req/s ratio | p99 ratio | target |",
-        "|---|---|---|---|---|",
-        *[
-            f"| {ours} | {COMPARISONS[ours]} | {c['throughput_ratio']:.2f} | "
-            f"{c['p99_ratio']:.2f} | {'met' if c['met'] else 'NOT met'} |"
-            for ours, c in comparisons.items()
-        ],
-        "",
-        target,
-        "",
-        *_closing(),
-    ]
-
-
-def _closing() -> list[str]:
-    return [
-        "This machine has 2 vCPUs shared by wrk, the servers and the database, and its speed "
-        "varies by up to 2x within minutes; compare the ratios measured in the same run "
-        "rather than absolute figures.",
-        "",
-    ]
