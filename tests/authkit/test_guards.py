@@ -38,28 +38,28 @@ def _user(*roles: str, must_change_password: bool = False) -> AuthUser:
     return AuthUser(id=USER_ID, roles=frozenset(roles), must_change_password=must_change_password)
 
 
-def _refusal(
+async def _refusal(
     guard: Any, user: AuthUser | None, route: BaseRouteHandler = ordinary_route
 ) -> AuthErrorCode:
     with pytest.raises(AuthError) as caught:
-        guard(_connection(user), route)
+        await guard(_connection(user), route)
     return AuthErrorCode(caught.value.code)
 
 
-def test_requires_roles_admits_a_user_with_one_of_the_roles() -> None:
+async def test_requires_roles_admits_a_user_with_one_of_the_roles() -> None:
     guard = requires_roles(Role.OPERATOR, Role.ADMIN)
-    guard(_connection(_user(Role.ADMIN)), ordinary_route)
-    guard(_connection(_user(Role.USER, Role.OPERATOR)), ordinary_route)
+    await guard(_connection(_user(Role.ADMIN)), ordinary_route)
+    await guard(_connection(_user(Role.USER, Role.OPERATOR)), ordinary_route)
 
 
-def test_requires_roles_refuses_a_user_without_them_with_403() -> None:
+async def test_requires_roles_refuses_a_user_without_them_with_403() -> None:
     guard = requires_roles(Role.ADMIN)
-    assert _refusal(guard, _user(Role.USER, Role.OPERATOR)) is AuthErrorCode.FORBIDDEN
-    assert _refusal(guard, _user()) is AuthErrorCode.FORBIDDEN
+    assert await _refusal(guard, _user(Role.USER, Role.OPERATOR)) is AuthErrorCode.FORBIDDEN
+    assert await _refusal(guard, _user()) is AuthErrorCode.FORBIDDEN
 
 
-def test_requires_roles_on_a_route_without_a_user_answers_401() -> None:
-    assert _refusal(requires_roles(Role.USER), None) is AuthErrorCode.NOT_AUTHENTICATED
+async def test_requires_roles_on_a_route_without_a_user_answers_401() -> None:
+    assert await _refusal(requires_roles(Role.USER), None) is AuthErrorCode.NOT_AUTHENTICATED
 
 
 def test_requires_roles_needs_a_role() -> None:
@@ -67,16 +67,16 @@ def test_requires_roles_needs_a_role() -> None:
         requires_roles()
 
 
-def test_a_user_who_must_change_their_password_is_stopped_everywhere_else() -> None:
+async def test_a_user_who_must_change_their_password_is_stopped_everywhere_else() -> None:
     pending = _user(Role.ADMIN, must_change_password=True)
-    assert _refusal(password_change_guard, pending) is AuthErrorCode.PASSWORD_CHANGE_REQUIRED
+    assert await _refusal(password_change_guard, pending) is AuthErrorCode.PASSWORD_CHANGE_REQUIRED
 
 
-def test_the_password_change_route_stays_open_to_them() -> None:
+async def test_the_password_change_route_stays_open_to_them() -> None:
     pending = _user(Role.ADMIN, must_change_password=True)
-    password_change_guard(_connection(pending), password_route)
+    await password_change_guard(_connection(pending), password_route)
 
 
-def test_users_with_nothing_pending_and_public_routes_pass_the_gate() -> None:
-    password_change_guard(_connection(_user(Role.USER)), ordinary_route)
-    password_change_guard(_connection(None), ordinary_route)
+async def test_users_with_nothing_pending_and_public_routes_pass_the_gate() -> None:
+    await password_change_guard(_connection(_user(Role.USER)), ordinary_route)
+    await password_change_guard(_connection(None), ordinary_route)

@@ -262,3 +262,16 @@ def test_weak_secrets_and_unusable_keys_are_refused_up_front() -> None:
     assert "BEGIN" not in str(caught.value)
     with pytest.raises(ValueError, match="at least one second"):
         AccessTokenIssuer(SECRET, issuer=ISSUER, audience=AUDIENCE, lifetime=timedelta(0))
+
+
+def test_a_token_verified_before_still_expires_and_a_tampered_copy_is_still_refused() -> None:
+    now = [time.time()]
+    verifier = _verifier(clock=lambda: now[0])
+    token = _token(lifetime=timedelta(seconds=60))
+    assert verifier.verify(token).sub == USER
+    assert verifier.verify(token).sub == USER  # remembered: no second signature check
+    header, payload, signature = token.split(".")
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    assert _refused(f"{header}.{payload}.{flipped}", verifier) is AuthErrorCode.TOKEN_INVALID
+    now[0] += 3600
+    assert _refused(token, verifier) is AuthErrorCode.TOKEN_EXPIRED

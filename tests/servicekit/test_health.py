@@ -167,3 +167,25 @@ async def test_folder_check_fails_for_something_that_is_not_a_folder(
         target.write_text("not a folder")
     report = await run_health_checks([folder_check(target, min_free_bytes=1)])
     assert report.checks["folder:inbox"].status == "fail"
+
+
+async def test_concurrent_probes_share_one_run_and_a_fresh_report_is_reused() -> None:
+    from servicekit.health import SharedReport
+
+    runs = 0
+
+    async def slow_check() -> str | None:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(0.02)
+        return None
+
+    checks = [HealthCheck("slow", slow_check)]
+    shared = SharedReport(max_age_s=60)
+    reports = await asyncio.gather(*(shared.get(checks, 0.1) for _ in range(10)))
+    assert runs == 1
+    assert all(report.status == "ok" for report in reports)
+    await shared.get(checks, 0.1)
+    assert runs == 1
+    assert (await SharedReport(max_age_s=0).get(checks, 0.1)).status == "ok"
+    assert runs == 2

@@ -34,7 +34,7 @@ def requires_roles(*roles: str) -> Guard:
         raise ValueError("requires_roles needs at least one role")
     wanted = frozenset(roles)
 
-    def guard(
+    async def guard(
         connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
     ) -> None:
         if not current_user(connection).has_any_role(*wanted):
@@ -43,10 +43,13 @@ def requires_roles(*roles: str) -> Guard:
     return guard
 
 
-def password_change_guard(
+async def password_change_guard(
     connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
 ) -> None:
-    """Register app-wide: a user who must change their password gets 403 except where allowed."""
+    """Register app-wide: a user who must change their password gets 403 except where allowed.
+
+    (Async on purpose: Litestar runs a synchronous guard in a worker thread, on every request.)
+    """
     user = connection.scope.get("user")
     if not isinstance(user, AuthUser) or not user.must_change_password:
         return  # public routes have no user; everyone else has nothing pending

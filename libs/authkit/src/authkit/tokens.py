@@ -41,6 +41,8 @@ DEFAULT_ACCESS_LIFETIME: Final = timedelta(minutes=30)
 DEFAULT_LEEWAY: Final = timedelta(seconds=10)
 # RFC 7518 §3.2: an HMAC key at least as long as the hash output (HS256: 32 bytes).
 MIN_HMAC_KEY_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
+# Verified tokens remembered per verifier (a few MB at most).
+VERIFIED_CACHE_SIZE: Final = 10_000
 # Anything longer is not one of our tokens; refusing it early bounds the work per request.
 MAX_TOKEN_LENGTH: Final = 8192
 
@@ -163,6 +165,10 @@ class AccessTokenVerifier:
         self._audience = audience
         self._leeway_s = leeway.total_seconds()
         self._clock = clock
+        # Tokens whose signature and claims checked out, by their exact text: a client sends
+        # the same token with every request for up to its lifetime, and the signature check
+        # is most of an authenticated request's CPU. Times are still checked on every use.
+        self._verified: dict[str, AccessTokenClaims] = {}
         # PyJWT checks time claims against its own clock; ours are checked in `_check_times`.
         self._options: Options = {
             "require": list(_REQUIRED_CLAIMS),
@@ -176,6 +182,16 @@ class AccessTokenVerifier:
         """Return the claims of a valid access token; raise `AuthError` (expired or invalid)."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise AuthError(AuthErrorCode.TOKEN_INVALID)
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._decode(token)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.pop(next(iter(self._verified)))  # the oldest
+            self._verified[token] = claims
+        self._check_times(claims)
+        return claims
+
+    def _decode(self, token: str) -> AccessTokenClaims:
         try:
             payload = jwt.decode(
                 token,
@@ -189,7 +205,6 @@ class AccessTokenVerifier:
         except (jwt.PyJWTError, msgspec.ValidationError, ValueError, TypeError):
             # Deliberately no detail: the reason helps an attacker more than a client.
             raise AuthError(AuthErrorCode.TOKEN_INVALID) from None
-        self._check_times(claims)
         return claims
 
     def _check_times(self, claims: AccessTokenClaims) -> None:

@@ -47,6 +47,7 @@ OverallStatus = Literal["ok", "degraded", "fail"]
 
 DEFAULT_CHECK_TIMEOUT_S = 0.08
 DEFAULT_BUDGET_S = 0.1
+DEFAULT_REPORT_MAX_AGE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -196,15 +197,48 @@ def probe_folder(path: Path, min_free_bytes: int = 0) -> str:
     return f"{free} bytes free"
 
 
+class SharedReport:
+    """One run of the checks serves every probe arriving while it runs, and for `max_age_s`.
+
+    Under load a probe per second from several monitors would otherwise run every check
+    each time, on workers already busy with requests, and report timeouts the service
+    itself is not suffering from.
+    """
+
+    def __init__(self, max_age_s: float) -> None:
+        self.max_age_s = max_age_s
+        self._report: HealthReport | None = None
+        self._at = 0.0
+        self._running: asyncio.Task[HealthReport] | None = None
+
+    async def get(self, checks: Sequence[HealthCheck], budget_s: float) -> HealthReport:
+        """The latest report if fresh enough, else the one being made (or a new run)."""
+        if self._report is not None and time.monotonic() - self._at < self.max_age_s:
+            return self._report
+        if self._running is None:
+            self._running = asyncio.ensure_future(run_health_checks(checks, budget_s))
+            self._running.add_done_callback(self._keep)
+        return await asyncio.shield(self._running)
+
+    def _keep(self, task: asyncio.Task[HealthReport]) -> None:
+        self._running = None
+        if not task.cancelled() and task.exception() is None:
+            self._report, self._at = task.result(), time.monotonic()
+
+
 def health_handlers(
-    checks: HealthChecksProvider, *, budget_s: float = DEFAULT_BUDGET_S
+    checks: HealthChecksProvider,
+    *,
+    budget_s: float = DEFAULT_BUDGET_S,
+    max_age_s: float = DEFAULT_REPORT_MAX_AGE_S,
 ) -> list[HTTPRouteHandler]:
     """Build ``GET /health`` (the report; 200 or 503) and ``GET /health/live`` (always 200)."""
+    shared = SharedReport(max_age_s)
 
     @get("/health", opt=dict(PUBLIC_ENDPOINT_OPT), name="health")
     async def health(request: Request[Any, Any, Any]) -> Response[HealthReport]:
         """Report each dependency check; 503 when a critical one fails."""
-        report = await run_health_checks(checks(request.app), budget_s)
+        report = await shared.get(checks(request.app), budget_s)
         return Response(report, status_code=report.http_status)
 
     @get("/health/live", opt=dict(PUBLIC_ENDPOINT_OPT), name="health-live")

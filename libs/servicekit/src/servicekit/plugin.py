@@ -25,7 +25,13 @@ from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import Method
 
 from servicekit.errors import exception_handlers
-from servicekit.health import DEFAULT_BUDGET_S, HealthCheck, HealthChecksProvider, health_handlers
+from servicekit.health import (
+    DEFAULT_BUDGET_S,
+    DEFAULT_REPORT_MAX_AGE_S,
+    HealthCheck,
+    HealthChecksProvider,
+    health_handlers,
+)
 from servicekit.http_metrics import RequestMetricsMiddleware
 from servicekit.metrics import metrics_handler
 from servicekit.middleware import (
@@ -70,6 +76,8 @@ class ServiceKitConfig:
     health_checks: HealthChecksProvider = _no_health_checks
     """Builds the dependency checks of ``GET /health`` from the app, per request."""
     health_budget_s: float = DEFAULT_BUDGET_S
+    health_max_age_s: float = DEFAULT_REPORT_MAX_AGE_S
+    """A health report serves every probe for this long (0: run the checks for each)."""
     cors_origins: Sequence[str] = field(default=())
     """Origins allowed to call the API from a browser; none by default (no CORS headers)."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -91,7 +99,11 @@ class ServiceKitPlugin(InitPluginProtocol):
         app_config.exception_handlers = {**exception_handlers(), **app_config.exception_handlers}
         app_config.route_handlers.extend(
             [
-                *health_handlers(config.health_checks, budget_s=config.health_budget_s),
+                *health_handlers(
+                    config.health_checks,
+                    budget_s=config.health_budget_s,
+                    max_age_s=config.health_max_age_s,
+                ),
                 metrics_handler(),
             ]
         )

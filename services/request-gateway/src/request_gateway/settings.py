@@ -56,7 +56,9 @@ class GatewaySettings(LinkEndpointSettings, frozen=True, kw_only=True):
     request_ttl_hours: PositiveFloat = 24.0  # unanswered longer: expired
     expiry_interval_s: PositiveFloat = 60.0
     rate_limit_on_redis_error: Literal["open", "closed"] = "open"
-    rate_limit_timeout_s: PositiveFloat = 0.25  # longer without Redis's answer: a Redis error
+    # Longer without an answer from Redis: a Redis error. Generous, because a busy event loop
+    # (not Redis) is what makes a check late; a late check must not let a submit through.
+    rate_limit_timeout_s: PositiveFloat = 1.0
 
     # The link: LinkEndpointSettings declares the rest (docs/link-protocol.md)
     network_id: NetworkId = GATEWAY_NETWORK_ID
