@@ -12,6 +12,9 @@ Fixtures:
   are dropped when their test or module ends;
 - ``redis_url`` (per test): the Redis URL with its logical database flushed first.
 
+And one helper for tests that must find every row again (backups, migrations):
+``await table_contents(connection)``.
+
 This module loads in every pytest run, so it imports nothing heavy until a fixture runs.
 """
 
@@ -24,11 +27,11 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -39,6 +42,7 @@ __all__ = [
     "DatabaseFactory",
     "MakeDatabase",
     "TemplateSetup",
+    "table_contents",
 ]
 
 DATABASE_URL_ENV: Final = "AIRLOCK_TEST_DATABASE_URL"
@@ -68,6 +72,28 @@ def _run_async(function: Callable[[], Awaitable[T]]) -> T:
     # running, where asyncio.run would refuse.
     with ThreadPoolExecutor(max_workers=1) as executor:
         return executor.submit(asyncio.run, main()).result()
+
+
+async def table_contents(
+    connection: Any, *, exclude: Collection[str] = ("migration",)
+) -> dict[str, list[dict[str, object]]]:
+    """Every row of every table in the ``public`` schema, by table, in a stable order.
+
+    ``connection`` is an asyncpg connection. Rows are dicts of column values, sorted by
+    their text form, so two databases holding the same data compare equal.
+    """
+    tables = await connection.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+    )
+    contents: dict[str, list[dict[str, object]]] = {}
+    for (table,) in tables:
+        if table in exclude:
+            continue
+        # Names come from the catalogue; quote_ident keeps odd ones valid.
+        quoted = await connection.fetchval("SELECT quote_ident($1)", table)
+        rows = await connection.fetch(f"SELECT * FROM {quoted} AS t ORDER BY t::text")  # noqa: S608
+        contents[table] = [dict(row) for row in rows]
+    return contents
 
 
 def _database_url(server_url: str, database: str) -> str:

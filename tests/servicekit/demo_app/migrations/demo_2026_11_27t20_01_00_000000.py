@@ -5,5 +5,6 @@ VERSION = "1.38.0"
 DESCRIPTION = "add demo_item.colour"
 
 STATEMENTS = ["ALTER TABLE demo_item ADD COLUMN colour text NOT NULL DEFAULT 'red'"]
+BACKWARDS = ["ALTER TABLE demo_item DROP COLUMN colour"]
 
-forwards = sql_migration("demo", ID, DESCRIPTION, STATEMENTS)
+forwards = sql_migration("demo", ID, DESCRIPTION, STATEMENTS, BACKWARDS)

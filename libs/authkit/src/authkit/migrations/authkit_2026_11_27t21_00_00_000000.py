@@ -44,5 +44,8 @@ STATEMENTS = (
     """,
 )
 
+# Every session with it: after reversing this migration everyone logs in again.
+BACKWARDS = ("DROP TABLE auth_refresh_token",)
 
-forwards = sql_migration("authkit", ID, DESCRIPTION, STATEMENTS)
+
+forwards = sql_migration("authkit", ID, DESCRIPTION, STATEMENTS, BACKWARDS)

@@ -120,5 +120,14 @@ STATEMENTS = [
     """,
 ]
 
+# Drops the link's state with its tables: reversing this migration forgets the link entirely.
+BACKWARDS = [
+    "DROP TABLE link_inbound_batch",
+    "DROP TABLE link_outbound_batch",
+    "DROP TABLE link_outbox_item",
+    "DROP TABLE link_outbox_group",
+    "DROP TABLE link_peer",
+]
 
-forwards = sql_migration("airlink", ID, DESCRIPTION, STATEMENTS)
+
+forwards = sql_migration("airlink", ID, DESCRIPTION, STATEMENTS, BACKWARDS)

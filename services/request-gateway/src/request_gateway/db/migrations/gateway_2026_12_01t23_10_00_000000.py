@@ -76,5 +76,22 @@ STATEMENTS = [
         FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()""",
 ]
 
+# Undoes STATEMENTS, last first: no table or column goes, so no row is lost.
+BACKWARDS = [
+    "DROP TRIGGER audit_log_no_truncate ON audit_log",
+    "DROP TRIGGER audit_log_no_change ON audit_log",
+    "DROP FUNCTION audit_log_append_only()",
+    "DROP TRIGGER request_release_quota ON request",
+    "DROP FUNCTION request_release_quota()",
+    "DROP FUNCTION submit_request(uuid, uuid, text, jsonb, text, text, integer)",
+    "DROP INDEX request_pending_idx",
+    "DROP INDEX request_created_idx",
+    "DROP INDEX request_user_created_idx",
+    "DROP INDEX request_idempotency_idx",
+    "ALTER TABLE request DROP CONSTRAINT request_status_check",
+    "ALTER TABLE app_user DROP CONSTRAINT app_user_roles_check",
+    "DROP INDEX app_user_username_lower_idx",
+]
 
-forwards = sql_migration("gateway", ID, DESCRIPTION, STATEMENTS)
+
+forwards = sql_migration("gateway", ID, DESCRIPTION, STATEMENTS, BACKWARDS)

@@ -36,5 +36,24 @@ STATEMENTS = [
         FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()""",
 ]
 
+# Undoes STATEMENTS, last first: only the generated search column goes (it is computed from
+# title and body, and comes back with them when this migration runs again).
+BACKWARDS = [
+    "DROP TRIGGER audit_log_no_truncate ON audit_log",
+    "DROP TRIGGER audit_log_no_change ON audit_log",
+    "DROP FUNCTION audit_log_append_only()",
+    "ALTER TABLE profile_type DROP CONSTRAINT profile_type_limits_check",
+    "ALTER TABLE app_user DROP CONSTRAINT app_user_roles_check",
+    "ALTER TABLE request DROP CONSTRAINT request_status_check",
+    "DROP INDEX request_received_idx",
+    "DROP INDEX dead_letter_open_idx",
+    "DROP INDEX seed_applied_kind_name_idx",
+    "DROP INDEX request_user_created_idx",
+    "DROP INDEX request_unfinished_idx",
+    "DROP INDEX app_user_username_lower_idx",
+    "DROP INDEX document_search_idx",
+    "ALTER TABLE document DROP COLUMN search",
+]
 
-forwards = sql_migration("processor", ID, DESCRIPTION, STATEMENTS)
+
+forwards = sql_migration("processor", ID, DESCRIPTION, STATEMENTS, BACKWARDS)

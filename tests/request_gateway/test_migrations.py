@@ -1,0 +1,73 @@
+"""The gateway's migrations run forwards on a database that already holds data, and back to
+the previous migration and forwards again without losing a row."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from request_gateway.runtime import APPS
+from servicekit.migrations import migrate, migrate_back_to, migrate_to, ran_migrations
+from servicekit.testing import MakeDatabase, table_contents
+from tests.request_gateway.sample_data import fill
+
+FIRST = "2026-12-01T23:00:00:000000"  # the tables
+SECOND = "2026-12-01T23:10:00:000000"  # indexes, checks, submit function, triggers
+
+
+async def test_later_migrations_apply_to_a_database_holding_data(
+    postgres_database: MakeDatabase,
+) -> None:
+    url = postgres_database()
+    await migrate_to(url, APPS, "gateway", FIRST)
+    user_id = uuid.uuid4()
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(
+            """INSERT INTO request (id, user_id, type, payload, trace_id)
+               VALUES ($1, $2, 'echo', '{}', 't'), ($3, $2, 'echo', '{}', 't')""",
+            uuid.uuid4(),
+            user_id,
+            uuid.uuid4(),
+        )
+        await connection.execute(
+            "INSERT INTO user_quota (user_id, pending) VALUES ($1, 2)", user_id
+        )
+        await migrate(url, APPS)
+        # The quota trigger now releases a slot when a pending request finishes.
+        await connection.execute("UPDATE request SET status = 'completed'")
+        assert (
+            await connection.fetchval("SELECT pending FROM user_quota WHERE user_id = $1", user_id)
+            == 0
+        )
+    finally:
+        await connection.close()
+
+
+async def test_the_hand_written_migration_goes_back_and_forth_keeping_every_row(
+    postgres_database: MakeDatabase,
+) -> None:
+    url = postgres_database()
+    await migrate(url, APPS)
+    connection = await asyncpg.connect(url)
+    try:
+        await fill(connection)
+        before = await table_contents(connection)
+
+        await migrate_back_to(url, APPS, "gateway", FIRST)
+        assert await ran_migrations(connection, "gateway") == [FIRST]
+        assert await connection.fetchval("SELECT to_regproc('submit_request')") is None
+        assert await table_contents(connection) == before
+
+        await migrate(url, APPS)
+        assert await ran_migrations(connection, "gateway") == [FIRST, SECOND]
+        assert await table_contents(connection) == before
+        # The submit function is back, and the quota it keeps still counts the old requests.
+        assert await connection.fetchval("SELECT to_regproc('submit_request')") is not None
+        pending = await connection.fetchval(
+            "SELECT count(*) FROM request WHERE status IN ('queued', 'exported', 'delivered')"
+        )
+        assert await connection.fetchval("SELECT sum(pending) FROM user_quota") == pending
+    finally:
+        await connection.close()
