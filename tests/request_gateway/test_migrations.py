@@ -4,6 +4,7 @@ the previous migration and forwards again without losing a row."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import asyncpg
 
@@ -11,6 +12,7 @@ from request_gateway.runtime import APPS
 from servicekit.migrations import migrate, migrate_back_to, migrate_to, ran_migrations
 from servicekit.testing import MakeDatabase, table_contents
 from tests.request_gateway.sample_data import fill
+from tests.request_gateway.test_backup import run
 
 FIRST = "2026-12-01T23:00:00:000000"  # the tables
 SECOND = "2026-12-01T23:10:00:000000"  # indexes, checks, submit function, triggers
@@ -71,3 +73,20 @@ async def test_the_hand_written_migration_goes_back_and_forth_keeping_every_row(
         assert await connection.fetchval("SELECT sum(pending) FROM user_quota") == pending
     finally:
         await connection.close()
+
+
+async def test_the_cli_rolls_back_only_when_confirmed(tmp_path: Path, database_url: str) -> None:
+    unconfirmed = run(tmp_path, database_url, "migrate", "--back-to", FIRST)
+    assert unconfirmed.returncode == 2
+    assert "--yes" in unconfirmed.stderr
+    rolled_back = run(tmp_path, database_url, "migrate", "--back-to", FIRST, "--yes")
+    assert rolled_back.returncode == 0, rolled_back.stderr
+    connection = await asyncpg.connect(database_url)
+    try:
+        assert await ran_migrations(connection, "gateway") == [FIRST]
+        assert await ran_migrations(connection, "authkit") != []  # other apps untouched
+    finally:
+        await connection.close()
+    unknown = run(tmp_path, database_url, "migrate", "--back-to", "no-such-id", "--yes")
+    assert unknown.returncode == 1
+    assert FIRST in unknown.stderr

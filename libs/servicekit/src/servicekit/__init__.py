@@ -12,5 +12,7 @@ plugin in `servicekit.testing` stays cheap to load):
 - `connection`: the caller's address, read one way by every service;
 - `audit`: the writer of every service's append-only ``audit_log`` table;
 - `embedded` and `redis_url`: embedded PostgreSQL and Redis for development and tests;
+- `migrations`: Piccolo migrations under a lock, forwards and back;
+- `backup` and `maintenance`: pg_dump/pg_restore, and the CLI commands built on them;
 - `testing`: the pytest fixtures giving real PostgreSQL and Redis.
 """

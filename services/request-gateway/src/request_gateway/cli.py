@@ -1,6 +1,7 @@
-"""`request-gateway serve|worker|migrate`.
+"""`request-gateway serve|worker|migrate|backup|restore`.
 
-Exit codes: 0 ok, 1 failure (details on stderr), 2 usage or configuration error.
+Exit codes: 0 ok, 1 failure (details on stderr), 2 usage or configuration error; backup and
+restore add 3 and 4 (servicekit.maintenance).
 """
 
 from __future__ import annotations
@@ -14,9 +15,18 @@ from typing import Final
 import asyncpg
 import structlog
 
-from request_gateway.runtime import embedded_services, prepare_database
+from request_gateway.runtime import APPS, embedded_services, prepare_database
 from request_gateway.settings import GatewaySettings, load
 from servicekit.logs import configure_logging
+from servicekit.maintenance import (
+    BACKUP_COMMANDS,
+    EPILOG,
+    ServiceDatabase,
+    add_backup_commands,
+    add_rollback_arguments,
+    run_backup_command,
+    run_rollback,
+)
 from servicekit.migrations import MigrationError
 from servicekit.settings import SettingsError, settings_for_log
 
@@ -32,12 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="request-gateway",
         description="Airlock's request gateway (settings: GATEWAY_* variables).",
-        epilog="Exit codes: 0 ok, 1 failure, 2 usage or configuration error.",
+        epilog=f"Exit codes: 0 ok, 1 failure, 2 usage or configuration error; {EPILOG}",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="the users' HTTP API (port 8000, GATEWAY_WORKERS processes)")
-    commands.add_parser("worker", help="the link to the processor, and request expiry")
-    commands.add_parser("migrate", help="apply the database migrations")
+    commands.add_parser("worker", help="the link to the processor, request expiry, retention")
+    migrate = commands.add_parser("migrate", help="apply the database migrations (or --back-to)")
+    add_rollback_arguments(migrate, default_app="gateway")
+    add_backup_commands(commands)
     args = parser.parse_args(argv)
     try:
         settings = load()
@@ -47,17 +59,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("request-gateway", json=settings.json_logs, level=settings.log_level)
     log.info("starting", command=args.command, settings=settings_for_log(settings))
     try:
-        _dispatch(args.command, settings)
+        return _dispatch(args, settings)
     except MigrationError as exc:
         print(f"error: {exc}\n{exc.output}", file=sys.stderr)
         return EXIT_FAILED
     except (OSError, asyncpg.PostgresError) as exc:
         log.error("failed", command=args.command, error=f"{type(exc).__name__}: {exc}")
         return EXIT_FAILED
-    return EXIT_OK
 
 
-def _dispatch(command: str, settings: GatewaySettings) -> None:
+def _dispatch(args: argparse.Namespace, settings: GatewaySettings) -> int:
+    command = args.command
+    database = ServiceDatabase(settings.database_url, settings.data_dir, "gateway")
+    if command in BACKUP_COMMANDS:
+        return run_backup_command(args, database)
+    if command == "migrate" and args.back_to:
+        return run_rollback(args, APPS, database)
     if command == "serve":
         from request_gateway.server import serve
 
@@ -72,6 +89,7 @@ def _dispatch(command: str, settings: GatewaySettings) -> None:
             asyncio.run(prepare_database(services.database_url))
         finally:
             services.stop()
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""`response-processor serve|worker|migrate|create-admin`.
+"""`response-processor serve|worker|migrate|create-admin|backup|restore`.
 
-Exit codes: 0 ok, 1 failure (details on stderr), 2 usage or configuration error.
+Exit codes: 0 ok, 1 failure (details on stderr), 2 usage or configuration error; backup and
+restore add 3 and 4 (servicekit.maintenance).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncpg
 import structlog
 
 from response_processor.domain.bootstrap import (
+    APPS,
     CreatedAdmin,
     announce,
     create_admin,
@@ -24,6 +26,15 @@ from response_processor.domain.bootstrap import (
 from response_processor.settings import ProcessorSettings, load
 from servicekit.embedded import resolve_service_urls
 from servicekit.logs import configure_logging
+from servicekit.maintenance import (
+    BACKUP_COMMANDS,
+    EPILOG,
+    ServiceDatabase,
+    add_backup_commands,
+    add_rollback_arguments,
+    run_backup_command,
+    run_rollback,
+)
 from servicekit.migrations import MigrationError
 from servicekit.settings import SettingsError, settings_for_log
 
@@ -39,15 +50,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="response-processor",
         description="Airlock's response processor (settings: PROCESSOR_* variables).",
-        epilog="Exit codes: 0 ok, 1 failure, 2 usage or configuration error.",
+        epilog=f"Exit codes: 0 ok, 1 failure, 2 usage or configuration error; {EPILOG}",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="the admin HTTP API (port 8001 by default)")
-    commands.add_parser("worker", help="run requests (arq), the link and reconciliation")
-    commands.add_parser("migrate", help="apply migrations, seed profile types, make the admin")
+    commands.add_parser("worker", help="run requests (arq), the link, reconciliation, retention")
+    migrate = commands.add_parser(
+        "migrate", help="apply migrations, seed profile types, make the admin (or --back-to)"
+    )
+    add_rollback_arguments(migrate, default_app="processor")
     admin = commands.add_parser("create-admin", help="add an admin who must change password")
     admin.add_argument("--username", required=True)
     admin.add_argument("--password-file", type=Path, help="default: generate and print one")
+    add_backup_commands(commands)
     args = parser.parse_args(argv)
     try:
         settings = load()
@@ -67,6 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: ProcessorSettings) -> int:
+    database = ServiceDatabase(settings.database_url, settings.data_dir, "processor")
+    if args.command in BACKUP_COMMANDS:
+        return run_backup_command(args, database)
+    if args.command == "migrate" and args.back_to:
+        return run_rollback(args, APPS, database)
     if args.command == "serve":
         from response_processor.server import serve
 

@@ -1,0 +1,170 @@
+"""The maintenance commands every service's CLI offers, built once here:
+
+- `SERVICE backup --out FILE` and `SERVICE restore --from FILE --yes` (servicekit.backup
+  does the work);
+- `SERVICE migrate --back-to MIGRATION_ID [--app APP] --yes`: the rollback of an upgrade
+  (servicekit.migrations.migrate_back_to).
+
+Without a database URL the service's embedded PostgreSQL under its data folder is used
+(started for the command if it is not running, and stopped again after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import structlog
+
+from servicekit.backup import BackupError, backup, format_size, restore
+from servicekit.migrations import migrate_back_to
+
+BACKUP_COMMANDS: Final = frozenset({"backup", "restore"})
+EXIT_OK: Final = 0
+EXIT_USAGE: Final = 2
+EPILOG: Final = (
+    "backup/restore exit codes: 0 ok, 1 failed, 2 usage (restore without --yes), "
+    "3 no pg_dump/pg_restore of the server's version, 4 refused (database in use, or holding "
+    "tables the backup lacks; nothing changed)."
+)
+
+log = structlog.get_logger("servicekit.backup")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceDatabase:
+    """A service's database: its URL, or (None) the embedded server's database `name`."""
+
+    url: str | None
+    data_dir: Path
+    name: str
+
+    @property
+    def where(self) -> str:
+        """Where the database lives, for messages (never the URL: it may hold a password)."""
+        if self.url is not None:
+            return f"database {self.name!r} on the configured server"
+        return f"database {self.name!r} of the embedded server under {self.data_dir}"
+
+
+def add_backup_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `backup` and `restore` to a CLI's subcommands."""
+    pg_bin_help = (
+        "folder holding pg_dump and pg_restore (default: PATH's when a database URL is set, "
+        "then pgserver's; the first at least the server's major version)"
+    )
+    dump = commands.add_parser("backup", help="dump the database to a file (pg_dump -Fc)")
+    dump.add_argument("--out", type=Path, required=True, metavar="FILE", help="archive to write")
+    dump.add_argument("--pg-bin", type=Path, metavar="DIR", help=pg_bin_help)
+    load = commands.add_parser(
+        "restore", help="replace the database's contents with a backup (pg_restore)"
+    )
+    load.add_argument(
+        "--from", dest="source", type=Path, required=True, metavar="FILE", help="archive to read"
+    )
+    load.add_argument(
+        "--yes", action="store_true", help="confirm: the database's current data is replaced"
+    )
+    load.add_argument(
+        "--force", action="store_true", help="restore even while other sessions use the database"
+    )
+    load.add_argument("--pg-bin", type=Path, metavar="DIR", help=pg_bin_help)
+
+
+def run_backup_command(args: argparse.Namespace, database: ServiceDatabase) -> int:
+    """Run `backup` or `restore` from parsed arguments; returns the exit code."""
+    if args.command == "restore" and not args.yes:
+        print(
+            f"restore replaces every table of the {database.where} with the contents of "
+            f"{args.source}; what it holds now is lost. Stop the service, take a backup first "
+            "if in doubt, and run again with --yes.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        with _database(database) as url:
+            return asyncio.run(_run(args, url, prefer_path=database.url is not None))
+    except BackupError as exc:
+        log.error(f"{args.command}_failed", code=exc.code, error=str(exc))
+        print(f"error ({exc.code}): {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+async def _run(args: argparse.Namespace, url: str, *, prefer_path: bool) -> int:
+    def progress(line: str) -> None:
+        print(f"{args.command}: {line}", file=sys.stderr, flush=True)
+
+    if args.command == "backup":
+        made = await backup(
+            url, args.out, prefer_path=prefer_path, bin_dir=args.pg_bin, progress=progress
+        )
+        log.info("backup_written", path=str(made.path), bytes=made.size_bytes, tables=made.tables)
+        print(
+            f"backup written: {made.path} ({format_size(made.size_bytes)}, {made.tables} "
+            f"tables, {made.duration_s:.1f} s, pg_dump {made.tools.major} from "
+            f"{made.tools.origin})"
+        )
+        return EXIT_OK
+    done = await restore(
+        url,
+        args.source,
+        prefer_path=prefer_path,
+        bin_dir=args.pg_bin,
+        allow_in_use=args.force,
+        progress=progress,
+    )
+    log.info("backup_restored", path=str(done.path), tables=done.tables)
+    print(f"restored: {done.path} ({done.tables} tables, {done.duration_s:.1f} s)")
+    return EXIT_OK
+
+
+def add_rollback_arguments(migrate: argparse.ArgumentParser, *, default_app: str) -> None:
+    """Add `--back-to`, `--app` and `--yes` to a CLI's `migrate` command."""
+    migrate.add_argument(
+        "--back-to",
+        metavar="MIGRATION_ID",
+        help="reverse the migrations of --app that ran after this one (a rollback)",
+    )
+    migrate.add_argument(
+        "--app", default=default_app, help=f"the app of --back-to (default: {default_app})"
+    )
+    migrate.add_argument("--yes", action="store_true", help="confirm --back-to")
+
+
+def run_rollback(args: argparse.Namespace, apps: list[str], database: ServiceDatabase) -> int:
+    """Run `migrate --back-to`; returns the exit code (MigrationError propagates)."""
+    if not args.yes:
+        print(
+            f"migrate --back-to reverses every migration of {args.app!r} after "
+            f"{args.back_to}: columns and tables they added are dropped with their data. "
+            "Stop the service, take a backup, and run again with --yes.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    with _database(database) as url:
+        output = asyncio.run(migrate_back_to(url, apps, args.app, args.back_to))
+    log.info("migrations_reversed", app=args.app, back_to=args.back_to)
+    print(output)
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _database(database: ServiceDatabase) -> Iterator[str]:
+    """The URL to work on: the configured one, or the embedded server's."""
+    if database.url is not None:
+        yield database.url
+        return
+    from servicekit.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(database.data_dir)
+    server.start()
+    try:
+        yield server.ensure_database(database.name)
+    finally:
+        server.stop()  # only if this command started it

@@ -1,0 +1,74 @@
+"""`request-gateway backup` and `restore`: a gateway database backed up, destroyed and restored
+holds every row again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from servicekit.testing import table_contents
+from tests.request_gateway.sample_data import fill
+
+CLI = str(Path(sys.executable).with_name("request-gateway"))
+
+
+def run(tmp_path: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+        "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+        "GATEWAY_DATABASE_URL": database_url,
+    }
+    return subprocess.run(
+        [CLI, *args], capture_output=True, text=True, env=environment, timeout=120, check=False
+    )
+
+
+async def snapshot(url: str) -> tuple[dict[str, Any], list[Any]]:
+    """Every table's rows, and the migrations that ran."""
+    connection = await asyncpg.connect(url)
+    try:
+        migrations = await connection.fetch("SELECT app_name, name FROM migration ORDER BY id")
+        return await table_contents(connection), [tuple(row) for row in migrations]
+    finally:
+        await connection.close()
+
+
+async def test_a_backup_restored_into_a_recreated_database_holds_every_row(
+    tmp_path: Path, database_url: str, postgres_server_url: str
+) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        await fill(connection)
+    finally:
+        await connection.close()
+    before = await snapshot(database_url)
+    archive = tmp_path / "gateway.dump"
+
+    made = run(tmp_path, database_url, "backup", "--out", str(archive))
+    assert made.returncode == 0, made.stderr
+    assert f"backup written: {archive}" in made.stdout
+
+    name = urlsplit(database_url).path.lstrip("/")
+    admin = await asyncpg.connect(postgres_server_url)
+    try:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+    unconfirmed = run(tmp_path, database_url, "restore", "--from", str(archive))
+    assert unconfirmed.returncode == 2
+    assert "--yes" in unconfirmed.stderr
+    restored = run(tmp_path, database_url, "restore", "--from", str(archive), "--yes")
+    assert restored.returncode == 0, restored.stderr
+    assert "restored:" in restored.stdout
+
+    after = await snapshot(database_url)
+    assert after == before
+    assert {table: len(rows) for table, rows in after[0].items()}["request"] == 3
