@@ -232,7 +232,8 @@ def _counters(f: Figures) -> list[str]:
         "From its `/metrics`, read before and after each measured run (all runs of a "
         "scenario added up). A rate limit decision `failed_open` is a submit let through "
         "uncounted because the GCRA call to Redis did not answer within the limiter's "
-        "timeout (0.25 s); with `GATEWAY_RATE_LIMIT_ON_REDIS_ERROR=closed` it would have been "
+        "timeout (`GATEWAY_RATE_LIMIT_TIMEOUT_S`, default 1 s); with "
+        "`GATEWAY_RATE_LIMIT_ON_REDIS_ERROR=closed` it would have been "
         "a 503.",
         "",
         "| scenario | rate limit decisions | identity cache lookups |",
@@ -266,9 +267,10 @@ def _notes(f: Figures) -> list[str]:
         "so none were written) and `GATEWAY_LOG_FORMAT=json`; its log over the whole run: "
         + (", ".join(f"{n} x `{e}`" for e, n in setup["gateway_log_events"].items()) or "empty")
         + ".",
-        "- `health` runs every check of the gateway's `/health` per request, each within "
-        "80 ms and all within 100 ms; it answers 503 when a critical one (database, link "
-        "folders) misses that, as happens on workers saturated by 100 connections. "
+        "- `health`: each worker runs the checks of the gateway's `/health` at most once a "
+        "second (one run answers every probe meanwhile), each within 80 ms and all within "
+        "100 ms; it answers 503 when a critical one (database, link folders) misses that, "
+        "as can happen on workers saturated by 100 connections. "
         "Otherwise it says `degraded` (still 200): no processor's batch ever arrives here, "
         "so the link is stale.",
         "- The ceiling app holds one asyncpg pool of "
