@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import httpx
 
 from request_gateway.settings import GatewaySettings
@@ -44,11 +49,24 @@ def _wait(condition: object, timeout_s: float, what: str) -> None:
 
 
 async def test_the_worker_exports_queued_requests_and_stops_cleanly(
-    client: Client, make_member: MakeMember, settings: GatewaySettings, tmp_path: Path
+    client: Client,
+    make_member: MakeMember,
+    settings: GatewaySettings,
+    tmp_path: Path,
+    db: asyncpg.Connection[Any],
 ) -> None:
     member = await make_member()
     made = await client.post(
         "/api/v1/requests", json={"type": "echo", "payload": {}}, headers=member.headers
+    )
+    long_done = uuid.uuid4()  # finished before the retention: the worker's first pass purges it
+    await db.execute(
+        """INSERT INTO request (id, user_id, type, payload, status, trace_id, created_at,
+                               updated_at)
+           VALUES ($1, $2, 'echo', '{}', 'completed', 't', $3, $3)""",
+        long_done,
+        member.id,
+        datetime.now(UTC) - timedelta(days=settings.retention_days + 1),
     )
     port = free_port()
     worker = _start_worker(settings, port, tmp_path / "worker.log")
@@ -64,6 +82,12 @@ async def test_the_worker_exports_queued_requests_and_stops_cleanly(
         _wait(lambda: any(settings.outbox_path.glob("*.jsonl")), 30, "a batch in the outbox")
         read = await client.get(f"/api/v1/requests/{made.json()['id']}", headers=member.headers)
         assert read.json()["status"] == "exported"
+        gone = "SELECT NOT EXISTS (SELECT 1 FROM request WHERE id = $1)"
+        for _ in range(100):
+            if await db.fetchval(gone, long_done):
+                break
+            await asyncio.sleep(0.1)
+        assert await db.fetchval(gone, long_done)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0
     finally:

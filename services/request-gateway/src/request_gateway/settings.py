@@ -59,6 +59,8 @@ class GatewaySettings(LinkEndpointSettings, frozen=True, kw_only=True):
     # Longer without an answer from Redis: a Redis error. Generous, because a busy event loop
     # (not Redis) is what makes a check late; a late check must not let a submit through.
     rate_limit_timeout_s: PositiveFloat = 1.0
+    retention_days: PositiveInt = 30  # finished requests, acknowledged batches, archived files
+    retention_interval_s: PositiveFloat = 3600.0
 
     # The link: LinkEndpointSettings declares the rest (docs/link-protocol.md)
     network_id: NetworkId = GATEWAY_NETWORK_ID

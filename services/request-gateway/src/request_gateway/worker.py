@@ -1,4 +1,5 @@
-"""`request-gateway worker`: the link (export, import, acks) and request expiry, in one process."""
+"""`request-gateway worker`: the link (export, import, acks), request expiry and retention, in
+one process."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from typing import Final
 
 import structlog
 
+from airlink import retention as link_retention
 from request_gateway.domain import requests
+from request_gateway.domain.retention import delete_finished_requests
 from request_gateway.health import health_checks
 from request_gateway.runtime import Runtime, open_runtime
 from request_gateway.settings import GatewaySettings
-from servicekit.database import Pool
+from servicekit import retention
+from servicekit.database import Connection, Pool
 from servicekit.metrics import declare_gauge
 from servicekit.server import embedded_server, operational_app, run_every
 
@@ -50,6 +54,14 @@ async def run_worker(settings: GatewaySettings) -> None:
             tasks.create_task(
                 run_every(settings.expiry_interval_s, partial(expire_due, runtime), stop, "expiry")
             )
+            tasks.create_task(
+                run_every(
+                    settings.retention_interval_s,
+                    partial(apply_retention, runtime),
+                    stop,
+                    "retention",
+                )
+            )
             await stop.wait()
             server.should_exit = True
         log.info("worker_stopped")
@@ -77,3 +89,18 @@ async def record_oldest_pending(pool: Pool) -> float:
     age = 0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds())
     OLDEST_PENDING_AGE.set(age)
     return age
+
+
+async def apply_retention(runtime: Runtime, now: datetime | None = None) -> None:
+    """Purge what outlived GATEWAY_RETENTION_DAYS: the link's old batches, records and archived
+    files, and finished requests."""
+    older_than = retention.cutoff(now or datetime.now(UTC), runtime.settings.retention_days)
+    await link_retention.purge(runtime.pool, runtime.link.settings, older_than)
+
+    async def chunk(conn: Connection, limit: int) -> int:
+        return await delete_finished_requests(conn, older_than, limit)
+
+    deleted = await retention.purge_in_chunks(runtime.pool, chunk)
+    retention.count_purged("requests", deleted)
+    if deleted:
+        log.info("requests_purged", count=deleted, older_than=older_than.isoformat())

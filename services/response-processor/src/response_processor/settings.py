@@ -59,6 +59,8 @@ class ProcessorSettings(LinkEndpointSettings, frozen=True, kw_only=True):
     max_tries: PositiveInt = 5
     retry_backoff_s: PositiveFloat = 1.0  # doubled each try
     reconcile_interval_s: PositiveFloat = 60.0
+    retention_days: PositiveInt = 30  # finished requests, acknowledged batches, archived files
+    retention_interval_s: PositiveFloat = 3600.0
 
     @property
     def json_logs(self) -> bool:

@@ -1,17 +1,20 @@
-"""`response-processor worker`: arq jobs, the link, and reconciliation, in one process."""
+"""`response-processor worker`: arq jobs, the link, reconciliation and retention, in one
+process."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from arq import Worker
 from arq.worker import func
 from litestar import Litestar
 
+from airlink import retention as link_retention
+from response_processor.domain.retention import delete_finished_requests, delete_orphan_cancels
 from response_processor.domain.snapshot import snapshot_if_due
 from response_processor.health import health_checks
 from response_processor.processing.handlers.registry import load_registry
@@ -19,6 +22,8 @@ from response_processor.processing.jobs import JOB_NAME, JobResources, JobSettin
 from response_processor.processing.reconcile import reconcile
 from response_processor.runtime import Runtime, open_runtime
 from response_processor.settings import ProcessorSettings
+from servicekit import retention
+from servicekit.database import Connection
 from servicekit.server import embedded_server, operational_app, run_every
 
 # arq's own try limit must stay above ours: the job itself decides when to give up (it
@@ -93,6 +98,7 @@ async def run_worker(settings: ProcessorSettings) -> None:
                 tasks.create_task(runtime.link.run(stop))
                 tasks.create_task(_reconcile_loop(runtime, stop))
                 tasks.create_task(_snapshot_loop(runtime, stop))
+                tasks.create_task(_retention_loop(runtime, stop))
                 await stop.wait()
                 server.should_exit = True
                 jobs.cancel()
@@ -123,3 +129,34 @@ async def _snapshot_loop(runtime: Runtime, stop: asyncio.Event) -> None:
             log.info("users_snapshot_queued")
 
     await run_every(min(interval.total_seconds(), SNAPSHOT_CHECK_S), once, stop, "snapshot")
+
+
+async def _retention_loop(runtime: Runtime, stop: asyncio.Event) -> None:
+    async def once() -> None:
+        await apply_retention(runtime)
+
+    await run_every(runtime.settings.retention_interval_s, once, stop, "retention")
+
+
+async def apply_retention(runtime: Runtime, now: datetime | None = None) -> None:
+    """Purge what outlived PROCESSOR_RETENTION_DAYS: the link's old batches, records and
+    archived files, finished requests (with their retried dead letters), stray cancels."""
+    older_than = retention.cutoff(now or datetime.now(UTC), runtime.settings.retention_days)
+    await link_retention.purge(runtime.pool, runtime.link.settings, older_than)
+    purged = {"requests": 0, "dead_letters": 0, "request_cancels": 0}
+
+    async def requests_chunk(conn: Connection, limit: int) -> int:
+        chunk = await delete_finished_requests(conn, older_than, limit)
+        purged["dead_letters"] += chunk.dead_letters
+        purged["request_cancels"] += chunk.request_cancels
+        return chunk.requests
+
+    async def cancels_chunk(conn: Connection, limit: int) -> int:
+        return await delete_orphan_cancels(conn, older_than, limit)
+
+    purged["requests"] = await retention.purge_in_chunks(runtime.pool, requests_chunk)
+    purged["request_cancels"] += await retention.purge_in_chunks(runtime.pool, cancels_chunk)
+    for what, count in purged.items():
+        retention.count_purged(what, count)
+    if any(purged.values()):
+        log.info("requests_purged", older_than=older_than.isoformat(), **purged)
