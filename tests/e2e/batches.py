@@ -8,7 +8,7 @@ import os
 import secrets
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,9 @@ UNTOUCHED = b"untouched"
 TAMPERED = b"tampered!"
 
 
-def forged_key() -> SigningKey:
-    """A key nobody trusts, under an id nobody knows."""
-    return SigningKey(f"intruder-{secrets.token_hex(4)}", Ed25519PrivateKey.generate())
+def forged_key(key_id: str | None = None) -> SigningKey:
+    """A key nobody trusts: under an id nobody knows, or posing as a real key's id."""
+    return SigningKey(key_id or f"intruder-{secrets.token_hex(4)}", Ed25519PrivateKey.generate())
 
 
 def side_key(data_dir: Path, network_id: str) -> SigningKey:
@@ -86,5 +86,15 @@ def batches_mentioning(folder: Path, *needles: str) -> list[Path]:
         except FileNotFoundError:  # taken by the agent or the importer meanwhile
             continue
         if all(needle in text for needle in needles):
+            found.append(path)
+    return found
+
+
+def batches_with(folder: Path, matches: Callable[[dict[str, Any]], bool]) -> list[Path]:
+    """Batch files in `folder` (not below it) holding a record for which `matches` is true."""
+    found = []
+    for path in sorted(folder.glob("*.jsonl")):
+        lines = path.read_bytes().splitlines()[1:-1]  # between the header and the trailer
+        if any(matches(json.loads(line)) for line in lines):
             found.append(path)
     return found

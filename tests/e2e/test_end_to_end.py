@@ -8,12 +8,13 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,7 @@ from batchformat import BatchName
 from tests.e2e.batches import (
     UNTOUCHED,
     batches_mentioning,
+    batches_with,
     corrupt,
     drop,
     forged_key,
@@ -66,6 +68,7 @@ def accounts(stack: Stack) -> dict[str, Account]:
         "hasty": SLOW_PROFILE,
         "canceller": PROFILE,
         "retrier": PROFILE,
+        "returner": PROFILE,
         "bystander": PROFILE,
     }
     suffix = secrets.token_hex(3)
@@ -305,12 +308,15 @@ def test_forged_and_corrupted_batches_are_quarantined_while_traffic_goes_on(
     )
     to_processor = {"source": GATEWAY_NETWORK_ID, "destination": PROCESSOR_NETWORK_ID}
     to_gateway = {"source": PROCESSOR_NETWORK_ID, "destination": GATEWAY_NETWORK_ID}
-    smuggled = [smuggled_request(), smuggled_request()]
+    smuggled = [smuggled_request() for _ in range(3)]
     made: dict[Side, list[tuple[Path, str]]] = {
         "processor": [
             (make_batch(tmp_path, **to_processor, records=[smuggled[0]], key=forged_key()),
              "unknown_key"),
             (make_batch(tmp_path, **to_processor, records=[smuggled[1]],
+                        key=forged_key(GATEWAY_NETWORK_ID)),
+             "bad_signature"),
+            (make_batch(tmp_path, **to_processor, records=[smuggled[2]],
                         key=side_key(stack.data_dir("gateway"), GATEWAY_NETWORK_ID)),
              "digest_mismatch"),
         ],
@@ -318,12 +324,15 @@ def test_forged_and_corrupted_batches_are_quarantined_while_traffic_goes_on(
             (make_batch(tmp_path, **to_gateway, records=[forged_answer], key=forged_key()),
              "unknown_key"),
             (make_batch(tmp_path, **to_gateway, records=[forged_answer],
+                        key=forged_key(PROCESSOR_NETWORK_ID)),
+             "bad_signature"),
+            (make_batch(tmp_path, **to_gateway, records=[forged_answer],
                         key=side_key(stack.data_dir("processor"), PROCESSOR_NETWORK_ID)),
              "digest_mismatch"),
         ],
     }  # fmt: skip
     for side, batches in made.items():
-        corrupt(batches[1][0])
+        corrupt(batches[-1][0])  # signed with the real key, changed on the way
         for path, _ in batches:
             drop(path, stack.inbox(side))
 
@@ -335,6 +344,9 @@ def test_forged_and_corrupted_batches_are_quarantined_while_traffic_goes_on(
             )
             assert found["code"] == reason, found
             assert not (stack.inbox(side) / path.name).exists()
+        # Each side audits what it refused, and why (once the import pass is over).
+        expected = sorted((path.name, reason) for path, reason in batches)
+        wait_until(f"the {side}'s audit of the refusals", partial(audited, stack, side, expected))
 
     answered = stack.wait_status(auth, request_id)
     assert (answered["status"], answered["response"]) == ("completed", payload)
@@ -344,6 +356,17 @@ def test_forged_and_corrupted_batches_are_quarantined_while_traffic_goes_on(
     for side in SIDES:
         rows = stack.query(side, "SELECT inbound_max_seq, inbound_contiguous_seq FROM link_peer")
         assert all(row["inbound_max_seq"] < 900_000_000 for row in rows), rows
+
+
+def audited(stack: Stack, side: Side, expected: list[tuple[str, str]]) -> bool:
+    """The side's audit log holds exactly these quarantines (file name, reason)."""
+    rows = stack.query(
+        side,
+        "SELECT target, details->>'reason' AS reason FROM audit_log "
+        "WHERE action = 'batch_quarantined' AND target = ANY($1)",
+        [name for name, _ in expected],
+    )
+    return sorted((row["target"], row["reason"]) for row in rows) == expected
 
 
 def test_a_batch_lost_in_transit_is_sent_again_and_the_request_completes(
@@ -379,16 +402,17 @@ def test_a_replayed_old_batch_changes_nothing(stack: Stack, accounts: dict[str, 
     payload = {"replayed": "later"}
     request_id = stack.submitted(auth, "echo", payload)
     assert stack.wait_status(auth, request_id)["status"] == "completed"
-    # The batches that carried it each way, as each side archived them once applied.
-    carried: dict[Side, list[Path]] = {
-        "processor": batches_mentioning(
-            stack.inbox("processor") / "archive", str(request_id), '"kind":"request"'
-        ),
-        "gateway": batches_mentioning(
-            stack.inbox("gateway") / "archive", str(request_id), '"kind":"response"'
-        ),
-    }
-    assert all(len(paths) == 1 for paths in carried.values()), carried
+    leaver = accounts["returner"]
+    user = stack.patch_user(leaver.id, {"active": False})
+    stack.wait_synced({leaver.id: user["version"]})
+    # The batches that carried the request each way, and the one that brought the user while
+    # still active, as each side archived them once applied.
+    archives = {side: stack.inbox(side) / "archive" for side in SIDES}
+    carried: list[tuple[Side, Path]] = [
+        ("processor", one(batches_mentioning(archives["processor"], str(request_id)))),
+        ("gateway", one(batches_mentioning(archives["gateway"], str(request_id)))),
+        ("gateway", one(batches_with(archives["gateway"], user_record(leaver.id, active=True)))),
+    ]
 
     def state() -> tuple[object, ...]:
         gateway = stack.query(
@@ -407,7 +431,12 @@ def test_a_replayed_old_batch_changes_nothing(stack: Stack, accounts: dict[str, 
             "AND record->>'request_id' = $1",
             str(request_id),
         )
-        return tuple(gateway), tuple(processor), responses[0][0]
+        user = stack.query(
+            "gateway",
+            "SELECT active, version, session_version FROM app_user WHERE id = $1",
+            leaver.id,
+        )
+        return tuple(gateway), tuple(processor), responses[0][0], tuple(user)
 
     def times_received(side: Side, path: Path) -> int:
         name = BatchName.parse(path.name)
@@ -418,18 +447,36 @@ def test_a_replayed_old_batch_changes_nothing(stack: Stack, accounts: dict[str, 
         count: int = rows[0][0]
         return count
 
-    def replay_seen(side: Side, path: Path) -> bool:
-        return times_received(side, path) > received[side]
-
-    def replay_gone(side: Side, path: Path) -> bool:
-        return not (stack.inbox(side) / path.name).exists()
+    def replay_taken(side: Side, path: Path, before: int) -> bool:
+        seen = times_received(side, path) > before
+        return seen and not (stack.inbox(side) / path.name).exists()
 
     before = state()
-    received = {side: times_received(side, paths[0]) for side, paths in carried.items()}
-    for side, (path,) in carried.items():
-        drop(path, stack.inbox(side))
-    for side, (path,) in carried.items():
-        wait_until(f"the replay seen by the {side}", partial(replay_seen, side, path))
-        wait_until(f"the replay gone from the {side}'s inbox", partial(replay_gone, side, path))
-    assert state() == before
     assert before[2] == 1
+    received = [times_received(side, path) for side, path in carried]
+    for side, path in carried:
+        drop(path, stack.inbox(side))
+    for (side, path), count in zip(carried, received, strict=True):
+        wait_until(f"{path.name} taken by the {side}", partial(replay_taken, side, path, count))
+    assert state() == before
+    refused = stack.http.post(
+        f"{stack.run.gateway}/auth/login",
+        json={"username": leaver.username, "password": leaver.password},
+    )
+    assert refused.status_code in (401, 403), refused.text
+
+
+def one(paths: list[Path]) -> Path:
+    assert len(paths) == 1, paths
+    return paths[0]
+
+
+def user_record(user_id: uuid.UUID, *, active: bool) -> Callable[[dict[str, Any]], bool]:
+    def matches(record: dict[str, Any]) -> bool:
+        return (
+            record.get("kind") == "user"
+            and record.get("id") == str(user_id)
+            and record.get("active") is active
+        )
+
+    return matches
