@@ -6,12 +6,11 @@ A guard is ``(connection, route_handler) -> None`` and raises to refuse. These r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from litestar.types import Guard
 
 from authkit.error_codes import AuthError, AuthErrorCode
 from authkit.identity import AuthUser, current_user
@@ -23,12 +22,17 @@ __all__ = [
     "requires_roles",
 ]
 
+AsyncGuard = Callable[
+    [ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Coroutine[Any, Any, None]
+]
+"""A Litestar guard that Litestar awaits on the event loop (a sync one goes to a thread)."""
+
 ALLOW_PASSWORD_CHANGE_PENDING: Final = "allow_password_change_pending"  # noqa: S105 (opt key)
 PASSWORD_CHANGE_PENDING_OPT: Final[Mapping[str, bool]] = {ALLOW_PASSWORD_CHANGE_PENDING: True}
 """``opt`` for the routes a user who must change their password may still use."""
 
 
-def requires_roles(*roles: str) -> Guard:
+def requires_roles(*roles: str) -> AsyncGuard:
     """A guard admitting users who hold at least one of ``roles`` (403 ``forbidden`` otherwise)."""
     if not roles:
         raise ValueError("requires_roles needs at least one role")
