@@ -17,8 +17,9 @@ and audit log, seen as the routes need them.
 - ``POST {path}/logout`` ``{"refresh_token"}`` → 204: the token's family is revoked and,
   when the token was known, ``logout`` is audited. An unknown token is 204 as well.
 
-All three are public (servicekit's `PUBLIC_ENDPOINT_OPT`). Passwords and tokens never reach
-a log line or an error answer.
+All three need no credential (servicekit's `NO_CREDENTIAL_OPT`: unlike the operational
+endpoints they are counted in the HTTP metrics and written to the access log). Passwords and
+tokens never reach a log line or an error answer.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from authkit.sessions import (
 from authkit.tokens import AccessTokenIssuer, IssuedAccessToken
 from servicekit.connection import client_address
 from servicekit.database import Connection, Pool
-from servicekit.middleware import PUBLIC_ENDPOINT_OPT
+from servicekit.middleware import NO_CREDENTIAL_OPT
 
 __all__ = [
     "TOKEN_TYPE",
@@ -182,21 +183,21 @@ def auth_controller(
         path = prefix
         tags = tag_names
 
-        @post("/login", opt=dict(PUBLIC_ENDPOINT_OPT), status_code=HTTP_200_OK)
+        @post("/login", opt=dict(NO_CREDENTIAL_OPT), status_code=HTTP_200_OK)
         async def login(
             self, request: Request[Any, Any, Any], data: JSONBody[LoginIn]
         ) -> TokensOut:
             """Exchange a username and password for an access token and a refresh token."""
             return await _log_in(services(request), request, data)
 
-        @post("/refresh", opt=dict(PUBLIC_ENDPOINT_OPT), status_code=HTTP_200_OK)
+        @post("/refresh", opt=dict(NO_CREDENTIAL_OPT), status_code=HTTP_200_OK)
         async def refresh(
             self, request: Request[Any, Any, Any], data: JSONBody[RefreshIn]
         ) -> TokensOut:
             """Rotate a refresh token; reusing a rotated one revokes its whole family."""
             return await _refresh(services(request), request, data)
 
-        @post("/logout", opt=dict(PUBLIC_ENDPOINT_OPT), status_code=HTTP_204_NO_CONTENT)
+        @post("/logout", opt=dict(NO_CREDENTIAL_OPT), status_code=HTTP_204_NO_CONTENT)
         async def logout(self, request: Request[Any, Any, Any], data: JSONBody[RefreshIn]) -> None:
             """Revoke the refresh token's family; its access tokens expire on their own."""
             await _log_out(services(request), request, data)

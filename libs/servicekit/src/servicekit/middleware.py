@@ -28,6 +28,7 @@ from litestar.types import ASGIApp, HTTPScope, Message, Receive, ReceiveMessage,
 __all__ = [
     "ACCESS_LOG_EXCLUDE_OPT_KEY",
     "METRICS_EXCLUDE_OPT_KEY",
+    "NO_CREDENTIAL_OPT",
     "PUBLIC_ENDPOINT_OPT",
     "REQUEST_ID_HEADER",
     "SECURITY_HEADERS",
@@ -40,6 +41,9 @@ __all__ = [
 REQUEST_ID_HEADER: Final = "X-Request-ID"
 METRICS_EXCLUDE_OPT_KEY: Final = "exclude_from_metrics"
 ACCESS_LOG_EXCLUDE_OPT_KEY: Final = "exclude_from_access_log"
+
+NO_CREDENTIAL_OPT: Final[Mapping[str, bool]] = {"exclude_from_auth": True}
+"""``opt`` for API routes anyone may call (login, refresh): counted and logged like the rest."""
 
 PUBLIC_ENDPOINT_OPT: Final[Mapping[str, bool]] = {
     # Litestar's authentication middleware skips handlers with this key in their ``opt``.

@@ -1,0 +1,104 @@
+"""A real Prometheus scrapes the running system with deploy/prometheus/prometheus.local.yml
+(its demo ports replaced by this stack's) and finds our metrics, rules loaded."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no types
+
+from tests.e2e.stack import Stack, running_stack
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "deploy" / "prometheus" / "prometheus.local.yml"
+DEMO_PORTS = {  # prometheus.local.yml's targets → the launcher's port variables
+    "127.0.0.1:8000": "DEMO_GATEWAY_PORT",
+    "127.0.0.1:8001": "DEMO_PROCESSOR_PORT",
+    "127.0.0.1:8002": "DEMO_AGENT_PORT",
+    "127.0.0.1:8010": "DEMO_GATEWAY_WORKER_PORT",
+    "127.0.0.1:8011": "DEMO_PROCESSOR_WORKER_PORT",
+}
+
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus"),
+]
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with running_stack("prometheus") as stack:
+        yield stack
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _config_for(stack: Stack, folder: Path) -> Path:
+    config: dict[str, Any] = yaml.safe_load(CONFIG.read_text())
+    config["global"]["scrape_interval"] = "1s"
+    config["global"]["evaluation_interval"] = "1s"
+    config["rule_files"] = [str(CONFIG.parent / "rules" / "*.yml")]
+    for job in config["scrape_configs"]:
+        for group in job["static_configs"]:
+            group["targets"] = [
+                f"127.0.0.1:{stack.run.ports[DEMO_PORTS[target]]}" for target in group["targets"]
+            ]
+    path = folder / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _query(api: str, expression: str) -> list[dict[str, Any]]:
+    answer = httpx.get(f"{api}/api/v1/query", params={"query": expression}, timeout=5).json()
+    assert answer["status"] == "success", answer
+    result: list[dict[str, Any]] = answer["data"]["result"]
+    return result
+
+
+def test_prometheus_scrapes_every_process_and_queries_our_metrics(
+    stack: Stack, tmp_path: Path
+) -> None:
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}"
+    prometheus = subprocess.Popen(
+        [
+            "prometheus", f"--config.file={_config_for(stack, tmp_path)}",
+            f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("wb"),
+    )  # fmt: skip
+    try:
+        # Traffic the metrics can show: a login on the gateway.
+        user = stack.run.credentials()["user"]
+        stack.login(user["username"], user["password"])
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                up = {r["metric"]["job"]: r["value"][1] for r in _query(api, "up")}
+                requests = _query(api, 'sum by (job) (http_requests_total{job="gateway-api"})')
+                link_age = _query(api, "link_last_inbound_age_seconds")
+            except httpx.HTTPError:
+                up, requests, link_age = {}, [], []
+            if len(up) == len(DEMO_PORTS) and set(up.values()) == {"1"} and requests and link_age:
+                break
+            assert time.monotonic() < deadline, f"up={up} requests={requests} link={link_age}"
+            time.sleep(1)
+        rules = httpx.get(f"{api}/api/v1/rules", timeout=5).json()["data"]["groups"]
+        assert sum(len(group["rules"]) for group in rules) > 0
+    finally:
+        prometheus.send_signal(signal.SIGTERM)
+        prometheus.wait(timeout=20)
