@@ -9,7 +9,7 @@ import signal
 import time
 
 from batchformat import verify_batch_file
-from tests.transfer_agent.conftest import AgentProcess, Site, no_leftovers, wait_until
+from tests.transfer_agent.conftest import AgentProcess, Site, free_port, no_leftovers, wait_until
 
 
 def test_batches_are_delivered_as_they_appear(site: Site, agents: list[AgentProcess]) -> None:
@@ -172,7 +172,7 @@ def test_two_agents_on_one_route_deliver_each_batch_once(
 ) -> None:
     site.write_config()
     first = AgentProcess(site, "first").start()
-    site.port += 1  # the second agent listens elsewhere
+    site.port = free_port()  # the second agent listens elsewhere (port + 1 may be taken)
     site.write_config()
     second = AgentProcess(site, "second").start()
     agents += [first, second]
