@@ -37,9 +37,12 @@ __all__ = [
     "Environment",
     "ProductionChecked",
     "Secret",
+    "ServiceSettings",
     "SettingsError",
+    "json_logs",
     "load_settings",
     "server_password_problems",
+    "service_production_problems",
     "settings_for_log",
     "validate_production",
 ]
@@ -303,3 +306,45 @@ def _decode_path(target: type, value: object) -> object:
     if isinstance(target, type) and issubclass(target, PurePath) and isinstance(value, str):
         return target(value)
     raise NotImplementedError(f"cannot convert to {target!r}")
+
+
+class ServiceSettings(Protocol):
+    """The settings every Airlock HTTP service has, under its own prefix."""
+
+    @property
+    def env(self) -> str: ...
+    @property
+    def log_format(self) -> str | None: ...
+    @property
+    def database_url(self) -> str | None: ...
+    @property
+    def redis_url(self) -> str | None: ...
+    @property
+    def jwt_secret(self) -> str: ...
+    @property
+    def tls_cert_file(self) -> Path | None: ...
+    @property
+    def tls_key_file(self) -> Path | None: ...
+
+
+def json_logs(settings: ServiceSettings) -> bool:
+    """JSON log lines unless console output was asked for (the default in development)."""
+    return (
+        settings.log_format or ("json" if settings.env == "production" else "console")
+    ) == "json"
+
+
+def service_production_problems(settings: ServiceSettings, prefix: str) -> list[str]:
+    """What production refuses in a service's common settings (beyond default secrets)."""
+    problems = []
+    if settings.database_url is None:
+        problems.append(f"{prefix}DATABASE_URL: production needs a real PostgreSQL server")
+    if settings.redis_url is None:
+        problems.append(f"{prefix}REDIS_URL: production needs a real Redis server")
+    problems += server_password_problems(f"{prefix}DATABASE_URL", settings.database_url)
+    problems += server_password_problems(f"{prefix}REDIS_URL", settings.redis_url)
+    if len(settings.jwt_secret) < 32:
+        problems.append(f"{prefix}JWT_SECRET: use at least 32 characters")
+    if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
+        problems.append(f"{prefix}TLS_CERT_FILE and {prefix}TLS_KEY_FILE go together")
+    return problems

@@ -10,7 +10,13 @@ import msgspec
 from airlink.endpoint import LinkEndpointSettings
 from airlink.settings import GATEWAY_NETWORK_ID, PROCESSOR_NETWORK_ID
 from batchformat.models import NetworkId
-from servicekit.settings import Environment, Secret, load_settings, server_password_problems
+from servicekit.settings import (
+    Environment,
+    Secret,
+    json_logs,
+    load_settings,
+    service_production_problems,
+)
 
 PREFIX: Final = "GATEWAY_"
 # Refused in production by servicekit (a secret still at its development default).
@@ -69,22 +75,11 @@ class GatewaySettings(LinkEndpointSettings, frozen=True, kw_only=True):
     @property
     def json_logs(self) -> bool:
         """JSON log lines unless console output was asked for (the default in development)."""
-        return (self.log_format or ("json" if self.env == "production" else "console")) == "json"
+        return json_logs(self)
 
     def production_problems(self) -> list[str]:
         """What production refuses beyond default secrets."""
-        problems = self.link_production_problems(PREFIX)
-        if self.database_url is None:
-            problems.append(f"{PREFIX}DATABASE_URL: production needs a real PostgreSQL server")
-        if self.redis_url is None:
-            problems.append(f"{PREFIX}REDIS_URL: production needs a real Redis server")
-        problems += server_password_problems(f"{PREFIX}DATABASE_URL", self.database_url)
-        problems += server_password_problems(f"{PREFIX}REDIS_URL", self.redis_url)
-        if len(self.jwt_secret) < 32:
-            problems.append(f"{PREFIX}JWT_SECRET: use at least 32 characters")
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            problems.append(f"{PREFIX}TLS_CERT_FILE and {PREFIX}TLS_KEY_FILE go together")
-        return problems
+        return self.link_production_problems(PREFIX) + service_production_problems(self, PREFIX)
 
 
 def load() -> GatewaySettings:
