@@ -171,11 +171,14 @@ def test_two_agents_on_one_route_deliver_each_batch_once(
     site: Site, agents: list[AgentProcess]
 ) -> None:
     site.write_config()
-    first = AgentProcess(site, "first").start()
+    first = AgentProcess(site, "first")
+    agents.append(first)  # registered before it starts: killed at the end whatever happens
+    first.start()
     site.port = free_port()  # the second agent listens elsewhere (port + 1 may be taken)
     site.write_config()
-    second = AgentProcess(site, "second").start()
-    agents += [first, second]
+    second = AgentProcess(site, "second")
+    agents.append(second)
+    second.start()
     names = [site.batch().name for _ in range(60)]
     wait_until(lambda: len(site.delivered()) == 60, what="all deliveries")
     assert site.delivered() == sorted(names)
