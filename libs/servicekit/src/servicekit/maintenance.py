@@ -15,18 +15,23 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar, cast
 
+import asyncpg
+import msgspec
 import structlog
 
 from servicekit.backup import BackupError, backup, format_size, restore
-from servicekit.migrations import migrate_back_to
+from servicekit.logs import configure_logging
+from servicekit.migrations import MigrationError, migrate_back_to
+from servicekit.settings import ServiceSettings, SettingsError, json_logs, settings_for_log
 
 BACKUP_COMMANDS: Final = frozenset({"backup", "restore"})
 EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EPILOG: Final = (
     "backup/restore exit codes: 0 ok, 1 failed, 2 usage (restore without --yes), "
@@ -168,3 +173,38 @@ def _database(database: ServiceDatabase) -> Iterator[str]:
         yield server.ensure_database(database.name)
     finally:
         server.stop()  # only if this command started it
+
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+def run_service_command(
+    args: argparse.Namespace,
+    *,
+    service: str,
+    load: Callable[[], SettingsT],
+    dispatch: Callable[[argparse.Namespace, SettingsT], int],
+) -> int:
+    """A service CLI's command: settings (exit 2 if bad), logging, then `dispatch`.
+
+    Failures a service command can meet are answered with exit 1 and a line on stderr or in
+    the log: a migration that failed (with its output), a file or database error.
+    """
+    try:
+        settings = load()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(service, json=json_logs(settings), level=settings.log_level)
+    service_log = structlog.get_logger(service.replace("-", "_"))
+    # Every service's settings are a msgspec struct (servicekit.settings.load_settings).
+    logged = settings_for_log(cast(msgspec.Struct, settings))
+    service_log.info("starting", command=args.command, settings=logged)
+    try:
+        return dispatch(args, settings)
+    except MigrationError as exc:
+        print(f"error: {exc}\n{exc.output}", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, asyncpg.PostgresError) as exc:
+        service_log.error("failed", command=args.command, error=f"{type(exc).__name__}: {exc}")
+        return EXIT_FAILED

@@ -12,12 +12,10 @@ import sys
 from collections.abc import Sequence
 from typing import Final
 
-import asyncpg
 import structlog
 
 from request_gateway.runtime import APPS, embedded_services, prepare_database
 from request_gateway.settings import GatewaySettings, load
-from servicekit.logs import configure_logging
 from servicekit.maintenance import (
     BACKUP_COMMANDS,
     EPILOG,
@@ -26,13 +24,10 @@ from servicekit.maintenance import (
     add_rollback_arguments,
     run_backup_command,
     run_rollback,
+    run_service_command,
 )
-from servicekit.migrations import MigrationError
-from servicekit.settings import SettingsError, settings_for_log
 
 EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
 
 log = structlog.get_logger("request_gateway")
 
@@ -51,21 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_rollback_arguments(migrate, default_app="gateway")
     add_backup_commands(commands)
     args = parser.parse_args(argv)
-    try:
-        settings = load()
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    configure_logging("request-gateway", json=settings.json_logs, level=settings.log_level)
-    log.info("starting", command=args.command, settings=settings_for_log(settings))
-    try:
-        return _dispatch(args, settings)
-    except MigrationError as exc:
-        print(f"error: {exc}\n{exc.output}", file=sys.stderr)
-        return EXIT_FAILED
-    except (OSError, asyncpg.PostgresError) as exc:
-        log.error("failed", command=args.command, error=f"{type(exc).__name__}: {exc}")
-        return EXIT_FAILED
+    return run_service_command(args, service="request-gateway", load=load, dispatch=_dispatch)
 
 
 def _dispatch(args: argparse.Namespace, settings: GatewaySettings) -> int:

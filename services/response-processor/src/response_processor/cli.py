@@ -25,7 +25,6 @@ from response_processor.domain.bootstrap import (
 )
 from response_processor.settings import ProcessorSettings, load
 from servicekit.embedded import resolve_service_urls
-from servicekit.logs import configure_logging
 from servicekit.maintenance import (
     BACKUP_COMMANDS,
     EPILOG,
@@ -34,13 +33,10 @@ from servicekit.maintenance import (
     add_rollback_arguments,
     run_backup_command,
     run_rollback,
+    run_service_command,
 )
-from servicekit.migrations import MigrationError
-from servicekit.settings import SettingsError, settings_for_log
 
 EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
 
 log = structlog.get_logger("response_processor")
 
@@ -64,21 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     admin.add_argument("--password-file", type=Path, help="default: generate and print one")
     add_backup_commands(commands)
     args = parser.parse_args(argv)
-    try:
-        settings = load()
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    configure_logging("response-processor", json=settings.json_logs, level=settings.log_level)
-    log.info("starting", command=args.command, settings=settings_for_log(settings))
-    try:
-        return _dispatch(args, settings)
-    except MigrationError as exc:
-        print(f"error: {exc}\n{exc.output}", file=sys.stderr)
-        return EXIT_FAILED
-    except (OSError, asyncpg.PostgresError) as exc:
-        log.error("failed", command=args.command, error=f"{type(exc).__name__}: {exc}")
-        return EXIT_FAILED
+    return run_service_command(args, service="response-processor", load=load, dispatch=_dispatch)
 
 
 def _dispatch(args: argparse.Namespace, settings: ProcessorSettings) -> int:
