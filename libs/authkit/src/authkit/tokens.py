@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import jwt
 import msgspec
@@ -31,6 +31,7 @@ __all__ = [
     "AccessTokenIssuer",
     "AccessTokenVerifier",
     "IssuedAccessToken",
+    "TokenSettings",
     "token_pair",
 ]
 
@@ -237,9 +238,30 @@ def _prepare_key(algorithm: str, key: Key, *, signing: bool) -> Any:
     return prepared
 
 
-def token_pair(
-    key: Key, *, issuer: str, audience: str, algorithm: str, lifetime: timedelta
-) -> tuple[AccessTokenIssuer, AccessTokenVerifier]:
-    """The issuer and the verifier of one service's access tokens."""
-    options: dict[str, Any] = {"issuer": issuer, "audience": audience, "algorithm": algorithm}
-    return AccessTokenIssuer(key, lifetime=lifetime, **options), AccessTokenVerifier(key, **options)
+class TokenSettings(Protocol):
+    """A service's access-token settings (`*_JWT_*`, `*_ACCESS_TOKEN_MINUTES`)."""
+
+    @property
+    def jwt_secret(self) -> str: ...
+    @property
+    def jwt_algorithm(self) -> str: ...
+    @property
+    def jwt_issuer(self) -> str: ...
+    @property
+    def jwt_audience(self) -> str: ...
+    @property
+    def access_token_minutes(self) -> int: ...
+
+
+def token_pair(settings: TokenSettings) -> tuple[AccessTokenIssuer, AccessTokenVerifier]:
+    """The issuer and the verifier of one service's access tokens, from its settings."""
+    options: dict[str, Any] = {
+        "issuer": settings.jwt_issuer,
+        "audience": settings.jwt_audience,
+        "algorithm": settings.jwt_algorithm,
+    }
+    lifetime = timedelta(minutes=settings.access_token_minutes)
+    return (
+        AccessTokenIssuer(settings.jwt_secret, lifetime=lifetime, **options),
+        AccessTokenVerifier(settings.jwt_secret, **options),
+    )

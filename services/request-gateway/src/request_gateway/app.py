@@ -14,12 +14,13 @@ from litestar.openapi import OpenAPIConfig
 from authkit.guards import password_change_guard
 from authkit.identity import AuthUser
 from authkit.middleware import AuthConfig, CredentialScheme, auth_middleware
+from authkit.tokens import token_pair
 from request_gateway.api.account import ApiKeysController, AuthController, me
 from request_gateway.api.admin import AdminController, BatchesController
 from request_gateway.api.requests import RequestsController
 from request_gateway.credentials import Credentials
 from request_gateway.health import health_checks
-from request_gateway.runtime import open_runtime, tokens
+from request_gateway.runtime import open_runtime
 from request_gateway.settings import GatewaySettings, load
 from servicekit.metrics import mark_worker_dead
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
@@ -30,30 +31,32 @@ API_KEY_HEADER: Final = "X-API-Key"
 
 def create_app(settings: GatewaySettings) -> Litestar:
     """The Litestar app; its lifespan opens the runtime (database, Redis, cache, link)."""
-    credentials: dict[str, Credentials] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
-            credentials["current"] = Credentials(runtime.pool, runtime.identity)
+            app.state.credentials = Credentials(runtime.pool, runtime.identity)
             try:
                 yield
             finally:
                 mark_worker_dead(os.getpid())
 
+    # The middleware is built before the lifespan makes the runtime: look it up per request.
     async def load_user(user_id: uuid.UUID) -> AuthUser | None:
-        return await credentials["current"].load_user(user_id)
+        credentials: Credentials = app.state.credentials
+        return await credentials.load_user(user_id)
 
     async def from_api_key(key: str) -> AuthUser | None:
-        return await credentials["current"].from_api_key(key)
+        credentials: Credentials = app.state.credentials
+        return await credentials.from_api_key(key)
 
     auth = AuthConfig(
-        verifier=tokens(settings)[1],
+        verifier=token_pair(settings)[1],
         load_user=load_user,
         credential_schemes=[CredentialScheme("api_key", API_KEY_HEADER, from_api_key)],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             AuthController,
             me,
@@ -79,6 +82,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             title="Airlock request gateway", version=VERSION, path="/schema"
         ),
     )
+    return app
 
 
 def app_from_environment() -> Litestar:

@@ -94,7 +94,7 @@ async def open_runtime(settings: GatewaySettings, *, listen: bool = True) -> Asy
             stack.push_async_callback(_cancelled, listener)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ready.wait(), timeout=5)
-        issuer, verifier = tokens(settings)
+        issuer, verifier = token_pair(settings)
         link = _link(settings, pool)
         stack.callback(link.close)
         yield Runtime(
@@ -119,17 +119,6 @@ async def open_runtime(settings: GatewaySettings, *, listen: bool = True) -> Asy
             identity=identity,
             link=link,
         )
-
-
-def tokens(settings: GatewaySettings) -> tuple[AccessTokenIssuer, AccessTokenVerifier]:
-    """The access-token issuer and verifier for the configured secret, issuer and audience."""
-    return token_pair(
-        settings.jwt_secret,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        algorithm=settings.jwt_algorithm,
-        lifetime=timedelta(minutes=settings.access_token_minutes),
-    )
 
 
 def _link(settings: GatewaySettings, pool: Pool) -> Link[Any]:

@@ -15,6 +15,7 @@ from authkit.guards import password_change_guard
 from authkit.identity import AuthUser
 from authkit.middleware import AuthConfig, auth_middleware
 from authkit.routes import AuthServices, auth_controller
+from authkit.tokens import token_pair
 from response_processor.api.audit import read_audit
 from response_processor.api.auth import PasswordController, auth_services, me
 from response_processor.api.batches import BatchesController
@@ -24,7 +25,7 @@ from response_processor.api.profile_types import ProfileTypesController
 from response_processor.api.requests import DeadLettersController, RequestsController
 from response_processor.api.users import UsersController
 from response_processor.health import health_checks
-from response_processor.runtime import Runtime, open_runtime, token_pair
+from response_processor.runtime import Runtime, open_runtime
 from response_processor.settings import ProcessorSettings
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
 

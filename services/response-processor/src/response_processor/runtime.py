@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import redis.asyncio
@@ -21,8 +20,7 @@ from airlink.endpoint import load_link_keys
 from airlink.records import ToProcessor
 from airlink.runner import Link
 from authkit.login_limits import LoginLimiter
-from authkit.tokens import AccessTokenIssuer, AccessTokenVerifier
-from authkit.tokens import token_pair as authkit_token_pair
+from authkit.tokens import AccessTokenIssuer, AccessTokenVerifier, token_pair
 from batchformat import SigningKey, TrustedKeys
 from response_processor.domain.bootstrap import announce, prepare_database
 from response_processor.link.hooks import LinkHooks
@@ -107,14 +105,3 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def token_pair(settings: ProcessorSettings) -> tuple[AccessTokenIssuer, AccessTokenVerifier]:
-    """The access-token issuer and verifier for the configured secret, issuer and audience."""
-    return authkit_token_pair(
-        settings.jwt_secret,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        algorithm=settings.jwt_algorithm,
-        lifetime=timedelta(minutes=settings.access_token_minutes),
-    )
