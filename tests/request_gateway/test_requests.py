@@ -221,3 +221,26 @@ async def test_operators_see_everyones_requests(client: Client, make_member: Mak
     listed = await client.get("/api/v1/admin/requests", headers=operator.headers)
     assert listed.status_code == 200
     assert made["id"] in [item["id"] for item in listed.json()["items"]]
+
+
+async def test_an_idempotent_replay_is_answered_once_the_burst_is_spent_and_spends_nothing(
+    client: Client, make_member: MakeMember
+) -> None:
+    member = await make_member(profile=profile_type("replays", rpm=1, burst=2))
+    key = {"Idempotency-Key": "order-7"}
+    first = await _submit(client, member.headers, {"n": 1}, more_headers=key)
+    assert first.status_code == 202, first.text
+    assert first.headers["ratelimit"].startswith('"burst";r=1;')
+    for _ in range(3):  # replays cost nothing: the second token is still there afterwards
+        replay = await _submit(client, member.headers, {"n": 1}, more_headers=key)
+        assert replay.status_code == 200, replay.text
+    second = await _submit(client, member.headers, {"n": 2})
+    assert second.status_code == 202, second.text
+    assert second.headers["ratelimit"].startswith('"burst";r=0;')
+    assert (await _submit(client, member.headers, {"n": 3})).status_code == 429
+    replay = await _submit(client, member.headers, {"n": 1}, more_headers=key)
+    assert replay.status_code == 200, replay.text
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json()["id"] == first.json()["id"]
+    reused = await _submit(client, member.headers, {"n": 9}, more_headers=key)
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"

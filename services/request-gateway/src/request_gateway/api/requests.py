@@ -62,6 +62,19 @@ class RequestsController(Controller):
         profile = await runtime.identity.profile(user.profile_type)
         profile = _profile_or_refuse(profile)
         payload_json = _checked(data, profile)
+        if idempotency_key is not None:
+            # A replay answers what the first submit made, even once the burst is spent,
+            # and spends nothing: it creates no work. Without a key, one round trip stays.
+            async with runtime.pool.acquire() as conn:
+                earlier = await requests.find_replay(
+                    conn,
+                    user_id=user.id,
+                    request_type=data.type,
+                    payload_json=payload_json,
+                    idempotency_key=idempotency_key,
+                )
+            if earlier is not None:
+                return _replayed(earlier, {})
         decision = await _rate_limit(request, user.id, profile)
         async with runtime.pool.acquire() as conn:
             submitted = await requests.submit(
@@ -76,14 +89,8 @@ class RequestsController(Controller):
         headers = decision.headers()
         if submitted.created:
             return Response(submitted.request, status_code=HTTP_202_ACCEPTED, headers=headers)
-        if not submitted.same:
-            raise gateway_error(
-                422,
-                GatewayErrorCode.IDEMPOTENCY_KEY_REUSED,
-                "This Idempotency-Key was used for a different request.",
-            )
-        headers[REPLAYED_HEADER] = "true"
-        return Response(submitted.request, status_code=HTTP_200_OK, headers=headers)
+        # A concurrent submit with the same key committed between the look-up and this one.
+        return _replayed(submitted, headers)
 
     @get("/{request_id:uuid}")
     async def read(
@@ -119,6 +126,18 @@ class RequestsController(Controller):
         async with runtime_of(request).pool.acquire() as conn:
             found, settled = await requests.cancel(conn, request_id, user_id)
         return Response(found, status_code=HTTP_200_OK if settled else HTTP_202_ACCEPTED)
+
+
+def _replayed(submitted: requests.Submitted, headers: dict[str, str]) -> Response[RequestOut]:
+    """200 with the request an idempotency key made; 422 when it was made for another one."""
+    if not submitted.same:
+        raise gateway_error(
+            422,
+            GatewayErrorCode.IDEMPOTENCY_KEY_REUSED,
+            "This Idempotency-Key was used for a different request.",
+        )
+    headers[REPLAYED_HEADER] = "true"
+    return Response(submitted.request, status_code=HTTP_200_OK, headers=headers)
 
 
 def _profile_or_refuse(profile: Profile | None) -> Profile:

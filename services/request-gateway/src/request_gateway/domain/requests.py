@@ -37,6 +37,11 @@ SUBMIT_SQL: Final = f"""
     SELECT {COLUMNS}, type = $3 AND payload = $4 AS same
     FROM submit_request($1, $2, $3, $4, $5, $6, $7)
 """  # noqa: S608
+# A replay is looked up before the rate limit is spent; only submits with a key pay for it.
+REPLAY_SQL: Final = f"""
+    SELECT {COLUMNS}, type = $3 AND payload = $4::jsonb AS same
+    FROM request WHERE user_id = $1 AND idempotency_key = $2
+"""  # noqa: S608
 GET_SQL: Final = f"SELECT {COLUMNS} FROM request WHERE id = $1 AND user_id = $2"  # noqa: S608
 LIST_SQL: Final = f"""
     SELECT {COLUMNS} FROM request
@@ -167,6 +172,21 @@ async def submit(
         raise
     assert row is not None  # the function returns the new or the earlier request
     return Submitted(request_out(row), created=row["id"] == request_id, same=row["same"])
+
+
+async def find_replay(
+    conn: Connection,
+    *,
+    user_id: uuid.UUID,
+    request_type: str,
+    payload_json: str,
+    idempotency_key: str,
+) -> Submitted | None:
+    """The request an earlier submit with this idempotency key made, if there is one."""
+    row = await conn.fetchrow(REPLAY_SQL, user_id, idempotency_key, request_type, payload_json)
+    if row is None:
+        return None
+    return Submitted(request_out(row), created=False, same=row["same"])
 
 
 async def get(conn: Connection, request_id: uuid.UUID, user_id: uuid.UUID) -> RequestOut:
