@@ -82,6 +82,11 @@ async def crash() -> None:
     raise RuntimeError("cannot connect to postgresql://gateway:hunter2@db/gateway")
 
 
+@get("/recurse")
+async def recurse() -> None:
+    raise RecursionError("maximum recursion depth exceeded")
+
+
 @post("/validate-payload")
 async def validate_payload(data: JSONBody[dict[str, object]]) -> None:
     class Payload(msgspec.Struct):
@@ -106,6 +111,7 @@ app = Litestar(
         raise_unavailable,
         crash,
         validate_payload,
+        recurse,
     ],
     exception_handlers=exception_handlers(),
     logging_config=None,
@@ -254,3 +260,29 @@ async def test_services_turn_their_own_msgspec_failures_into_validation_errors(
     assert response.json()["error"]["details"] == [
         {"field": "limit", "source": "body", "message": "Expected `int`, got `str`"}
     ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"username": "\xff\xfe", "password": "x", "age": 1}', id="invalid-utf-8"),
+        pytest.param(b"[" * 10_000 + b"]" * 10_000, id="nested-10000-deep"),
+    ],
+)
+async def test_a_body_the_decoder_cannot_read_is_a_400_not_a_500(
+    client: AsyncTestClient[Litestar], body: bytes
+) -> None:
+    response = await client.post(
+        "/signup", content=body, headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+async def test_a_recursion_error_of_our_own_code_stays_a_500(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    response = await client.get("/recurse")
+
+    assert response.status_code == 500

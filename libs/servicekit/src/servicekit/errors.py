@@ -4,6 +4,8 @@
 - Litestar's HTTP exceptions map to the codes of `servicekit.error_codes`; validation
   failures (bodies, path, query, headers) are **400** ``validation_error`` with one detail per
   field; 429 keeps its ``Retry-After`` header;
+- a body Litestar's decoder cannot read (invalid UTF-8, nested deeper than it recurses) is a
+  **400** ``validation_error`` too: those escape Litestar's own mapping;
 - anything else is a 500 ``internal_error``: logged with its (redacted) traceback, and the
   response carries only the request id, never the exception's text.
 """
@@ -40,6 +42,9 @@ _INTERNAL_ERROR_MESSAGE: Final = (
     "An internal error occurred; quote the request id when reporting it."
 )
 _VALIDATION_MESSAGE: Final = "The request is not valid."
+# Litestar's body decoders: an error raised under one of them is the body's fault.
+_BODY_DECODERS: Final = frozenset({"decode_json", "decode_msgpack"})
+_DECODERS_MODULE: Final = "litestar.serialization"
 _AT_PATH = re.compile(r"^(?P<problem>.*?) - at `\$\.?(?P<field>[^`]*)`$")
 
 
@@ -144,7 +149,25 @@ def _validation_details(extra: object) -> list[dict[str, object]]:
     ]
 
 
+def _raised_decoding_the_body(exc: BaseException) -> bool:
+    """Whether `exc` came out of Litestar decoding a request body (not out of our code)."""
+    if not isinstance(exc, UnicodeDecodeError | RecursionError | msgspec.DecodeError):
+        return False
+    traceback = exc.__traceback__
+    while traceback is not None:
+        frame = traceback.tb_frame
+        if frame.f_code.co_name in _BODY_DECODERS and str(
+            frame.f_globals.get("__name__", "")
+        ).startswith(_DECODERS_MODULE):
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
 def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    if _raised_decoding_the_body(exc):
+        detail = {"field": None, "source": "body", "message": "The body is not valid JSON."}
+        return error_response(400, ErrorCode.VALIDATION_ERROR, _VALIDATION_MESSAGE, [detail])
     request_id = request_id_for(request.scope)
     _log.error(
         "unhandled_exception",
