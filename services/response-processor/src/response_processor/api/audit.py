@@ -8,10 +8,11 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get
-from litestar.params import FromQuery, QueryParameter
+from litestar.params import QueryParameter
 
 from response_processor.api.context import runtime_of
 from response_processor.api.guards import MANAGE
+from servicekit.fields import BigIntQuery, TextQuery
 
 
 class AuditEntryOut(msgspec.Struct, frozen=True):
@@ -31,8 +32,8 @@ class AuditEntryOut(msgspec.Struct, frozen=True):
 @get("/api/v1/audit", guards=[MANAGE], tags=["audit"])
 async def read_audit(
     request: Request[Any, Any, Any],
-    action: FromQuery[str | None] = None,
-    before_id: FromQuery[int | None] = None,
+    action: TextQuery = None,
+    before_id: BigIntQuery = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
 ) -> list[AuditEntryOut]:
     """Entries newest first, optionally of one action; page with the last id as `before_id`."""

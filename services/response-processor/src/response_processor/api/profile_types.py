@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, patch, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from response_processor.api.context import actor_of, runtime_of
 from response_processor.api.guards import MANAGE, READ
@@ -18,6 +18,7 @@ from response_processor.domain.profile_types import (
     list_profile_types,
     update_profile_type,
 )
+from servicekit.fields import TextPath
 
 
 class ProfileTypesController(Controller):
@@ -41,14 +42,14 @@ class ProfileTypesController(Controller):
             return await create_profile_type(conn, data, actor_of(request))
 
     @get("/{name:str}", guards=[READ])
-    async def read(self, request: Request[Any, Any, Any], name: FromPath[str]) -> ProfileTypeOut:
+    async def read(self, request: Request[Any, Any, Any], name: TextPath) -> ProfileTypeOut:
         """One profile type."""
         async with runtime_of(request).pool.acquire() as conn:
             return await get_profile_type(conn, name)
 
     @patch("/{name:str}", guards=[MANAGE])
     async def update(
-        self, request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[ProfileTypePatch]
+        self, request: Request[Any, Any, Any], name: TextPath, data: JSONBody[ProfileTypePatch]
     ) -> ProfileTypeOut:
         """Change a profile type (its version goes up; the gateway takes the new one)."""
         async with runtime_of(request).pool.acquire() as conn:

@@ -22,6 +22,7 @@ from response_processor.domain.requests import (
     reopen_dead_letter,
 )
 from response_processor.processing.queue import enqueue_request
+from servicekit.fields import BigIntPath, BigIntQuery, storable_datetime
 
 Limit = Annotated[int, QueryParameter(ge=1, le=500)]
 
@@ -45,7 +46,11 @@ class RequestsController(Controller):
         """Newest first; pass the last `received_at` as `before` for the next page."""
         async with runtime_of(request).pool.acquire() as conn:
             return await list_requests(
-                conn, status=status, user_id=user_id, before=before, limit=limit
+                conn,
+                status=status,
+                user_id=user_id,
+                before=storable_datetime(before, "before"),
+                limit=limit,
             )
 
     @get("/{request_id:uuid}")
@@ -69,7 +74,7 @@ class DeadLettersController(Controller):
         self,
         request: Request[Any, Any, Any],
         include_retried: FromQuery[bool] = False,
-        after_id: FromQuery[int | None] = None,
+        after_id: BigIntQuery = None,
         limit: Limit = 100,
     ) -> list[DeadLetterOut]:
         """Open dead letters, oldest first (`include_retried` for all)."""
@@ -80,7 +85,7 @@ class DeadLettersController(Controller):
 
     @post("/{dead_letter_id:int}/retry", status_code=HTTP_202_ACCEPTED)
     async def retry(
-        self, request: Request[Any, Any, Any], dead_letter_id: FromPath[int]
+        self, request: Request[Any, Any, Any], dead_letter_id: BigIntPath
     ) -> RequestOut:
         """Run the request again from its first try; its new outcome is sent as it comes."""
         runtime = runtime_of(request)

@@ -19,6 +19,7 @@ from response_processor.domain.users import (
     list_users,
     update_user,
 )
+from servicekit.fields import NO_NUL
 
 
 class UsersController(Controller):
@@ -33,7 +34,8 @@ class UsersController(Controller):
         request: Request[Any, Any, Any],
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
         after: Annotated[
-            str | None, QueryParameter(description="last username of the previous page")
+            str | None,
+            QueryParameter(description="last username of the previous page", pattern=NO_NUL),
         ] = None,
     ) -> list[UserOut]:
         """Users by username, `limit` at a time after `after`."""

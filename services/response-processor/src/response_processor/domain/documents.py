@@ -10,6 +10,7 @@ from typing import Annotated, Final
 import msgspec
 
 from servicekit.database import Connection
+from servicekit.fields import Text
 
 MAX_TITLE: Final = 500
 MAX_BODY: Final = 1_000_000
@@ -25,8 +26,8 @@ UPSERT_SQL: Final = """
 class DocumentIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A document to load; without an id, one is made (with it, loading again replaces it)."""
 
-    title: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TITLE)]
-    body: Annotated[str, msgspec.Meta(max_length=MAX_BODY)]
+    title: Annotated[Text, msgspec.Meta(min_length=1, max_length=MAX_TITLE)]
+    body: Annotated[Text, msgspec.Meta(max_length=MAX_BODY)]
     id: uuid.UUID | None = None
 
 

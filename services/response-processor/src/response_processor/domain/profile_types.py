@@ -13,11 +13,14 @@ from airlink.records import RequestType
 from response_processor.domain import audit
 from response_processor.errors import ProcessorErrorCode, conflict, not_found
 from servicekit.database import Connection
+from servicekit.fields import NO_NUL
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Rate = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 PayloadBytes = Annotated[int, msgspec.Meta(ge=1, le=16 * 1024 * 1024)]
-RequestTypes = Annotated[list[RequestType], msgspec.Meta(max_length=200)]
+# PostgreSQL text cannot hold U+0000: refused here rather than as a 500 from the insert.
+AllowedType = Annotated[RequestType, msgspec.Meta(pattern=NO_NUL)]
+RequestTypes = Annotated[list[AllowedType], msgspec.Meta(max_length=200)]
 
 COLUMNS: Final = (
     "name, requests_per_minute, burst, allowed_request_types, max_payload_bytes, "

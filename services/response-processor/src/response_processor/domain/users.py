@@ -16,6 +16,7 @@ from authkit.sessions import revoke_all_for_user
 from response_processor.domain import audit
 from response_processor.errors import ProcessorErrorCode, conflict, not_found
 from servicekit.database import Connection
+from servicekit.fields import Text
 
 Username = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$")]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
@@ -37,7 +38,7 @@ class UserIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     username: Username
     password: Password
     roles: Roles
-    profile_type: str
+    profile_type: Text
     must_change_password: bool = False
 
 
@@ -46,7 +47,7 @@ class UserPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     password: Password | msgspec.UnsetType = msgspec.UNSET
     roles: Roles | msgspec.UnsetType = msgspec.UNSET
-    profile_type: str | msgspec.UnsetType = msgspec.UNSET
+    profile_type: Text | msgspec.UnsetType = msgspec.UNSET
     active: bool | msgspec.UnsetType = msgspec.UNSET
     must_change_password: bool | msgspec.UnsetType = msgspec.UNSET
 
@@ -57,7 +58,7 @@ class UserOut(msgspec.Struct, frozen=True):
     id: uuid.UUID
     username: str
     roles: list[str]
-    profile_type: str
+    profile_type: Text
     active: bool
     must_change_password: bool
     session_version: int
