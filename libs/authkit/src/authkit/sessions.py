@@ -98,7 +98,8 @@ class RevokeReason(StrEnum):
     LOGOUT_EVERYWHERE = "logout_everywhere"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105
     DEACTIVATED = "deactivated"
-    # Refreshed after the user's session version moved on (a missed revocation caught late).
+    # A refresh the account no longer allows: its session version moved on since the login
+    # (a missed revocation caught late), or the account is gone or inactive.
     STALE_SESSION = "stale_session"
 
 
