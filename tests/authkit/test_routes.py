@@ -381,6 +381,26 @@ async def test_refresh_for_a_deactivated_account_is_403_account_inactive(
     assert _error(await _refresh(client, tokens["refresh_token"])) == (403, "account_inactive")
 
 
+async def test_refresh_after_the_session_version_moved_on_is_refused_and_ends_the_family(
+    client: Client, db: Conn
+) -> None:
+    # A password change whose refresh-token revocation never happened (the sync bug).
+    tokens = await _tokens(client)
+    await db.execute("UPDATE account SET session_version = 2 WHERE id = $1", ALICE)
+    assert _error(await _refresh(client, tokens["refresh_token"])) == (401, "token_invalid")
+    assert [row["revoked_reason"] for row in await _refresh_tokens(db)] == ["stale_session"] * 2
+    # The version the family was started with is stamped on it: a fresh login refreshes.
+    assert (await _refresh(client, (await _tokens(client))["refresh_token"])).status_code == 200
+
+
+async def test_a_refresh_token_from_before_session_versions_were_recorded_is_refused(
+    client: Client, db: Conn
+) -> None:
+    tokens = await _tokens(client)
+    await db.execute("UPDATE auth_refresh_token SET session_version = NULL")
+    assert _error(await _refresh(client, tokens["refresh_token"])) == (401, "token_invalid")
+
+
 async def test_a_malformed_refresh_token_is_token_invalid(client: Client) -> None:
     assert _error(await _refresh(client, "not-a-refresh-token")) == (401, "token_invalid")
 

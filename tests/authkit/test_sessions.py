@@ -19,7 +19,7 @@ from authkit.sessions import (
     MARK_USED_SQL,
     PURGE_SQL,
     REVOKE_FAMILY_SQL,
-    REVOKE_USER_SQL,
+    REVOKE_USERS_SQL,
     RefreshTokenPolicy,
     RevokeReason,
     issue_refresh_token,
@@ -77,7 +77,7 @@ async def test_rotation_returns_the_user_and_a_new_token_of_the_same_family(conn
     rotated = await rotate_refresh_token(conn, token)
     assert rotated.user_id == ALICE
     assert rotated.token != token
-    user_id, new_token = rotated
+    user_id, new_token, _, _ = rotated
     assert user_id == ALICE
     families = await conn.fetch(
         "SELECT family_id, used_at FROM auth_refresh_token ORDER BY created_at, used_at NULLS LAST"
@@ -96,7 +96,7 @@ async def test_the_repr_of_a_rotation_hides_the_token(conn: Conn) -> None:
 async def test_reused_refresh_token_revokes_family(conn: Conn) -> None:
     token, record = await issue_refresh_token(conn, ALICE)
     other_login, _ = await issue_refresh_token(conn, ALICE)
-    _, successor = await rotate_refresh_token(conn, token)
+    successor = (await rotate_refresh_token(conn, token)).token
 
     assert await _refusal(conn, token) is AuthErrorCode.REFRESH_TOKEN_REUSED
     assert await _live_tokens(conn, record.family_id) == 0
@@ -183,7 +183,7 @@ async def test_a_family_past_its_absolute_lifetime_cannot_be_refreshed(conn: Con
 
 async def test_logout_revokes_the_family_of_the_token(conn: Conn) -> None:
     token, record = await issue_refresh_token(conn, ALICE)
-    _, successor = await rotate_refresh_token(conn, token)
+    successor = (await rotate_refresh_token(conn, token)).token
     assert await revoke_refresh_token(conn, successor) == ALICE
     assert await _live_tokens(conn, record.family_id) == 0
     assert await _refusal(conn, successor) is AuthErrorCode.TOKEN_INVALID
@@ -213,6 +213,16 @@ async def test_revoke_all_for_user_ends_every_session_of_that_user_only(conn: Co
     assert (await rotate_refresh_token(conn, bobs)).user_id == BOB
 
 
+async def test_every_token_of_a_family_carries_the_session_version_of_its_login(
+    conn: Conn,
+) -> None:
+    token, record = await issue_refresh_token(conn, ALICE, session_version=7)
+    assert record.session_version == 7
+    rotated = await rotate_refresh_token(conn, token)
+    assert (rotated.family_id, rotated.session_version) == (record.family_id, 7)
+    assert (await rotate_refresh_token(conn, rotated.token)).session_version == 7
+
+
 async def test_purge_deletes_only_families_past_their_lifetime(conn: Conn) -> None:
     _, old = await issue_refresh_token(conn, ALICE)
     _, current = await issue_refresh_token(conn, ALICE)
@@ -238,7 +248,7 @@ def test_a_policy_with_a_lifetime_that_is_not_positive_is_refused() -> None:
         (FAMILY_OF_SQL, (b"\0" * 32,)),
         (MARK_USED_SQL, (ALICE,)),
         (REVOKE_FAMILY_SQL, (ALICE, "logout")),
-        (REVOKE_USER_SQL, (ALICE, "logout")),
+        (REVOKE_USERS_SQL, ([ALICE], "logout")),
         (PURGE_SQL, (timedelta(days=1),)),
     ],
 )

@@ -194,3 +194,25 @@ async def test_logins_and_failures_are_audited(
         )
     ]
     assert actions == ["login", "login_failed"]
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["\u0130", "\u212a", "\u017f"],  # İ, the Kelvin sign, long s: lower() maps them to ASCII
+)
+async def test_a_username_spelled_with_a_special_case_mapping_reaches_no_account(
+    client: Client, sync: Sync, spelling: str
+) -> None:
+    plain = {"\u0130": "i", "\u212a": "k", "\u017f": "s"}[spelling]
+    await sync([profile_type(), await user_record(f"{plain}ris{plain}")])
+    # Each spelling would have had its own login limit while reaching the same account.
+    response = await client.post(
+        "/api/v1/auth/login", json={"username": f"{spelling}ris{plain}", "password": PASSWORD}
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (
+        401,
+        "invalid_credentials",
+    )
+    assert (await client.post(
+        "/api/v1/auth/login", json={"username": f"{plain.upper()}RIS{plain}", "password": PASSWORD}
+    )).status_code == 200  # fmt: skip

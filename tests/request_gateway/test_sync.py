@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
-from airlink.records import UserSnapshot
+from airlink.records import User, UserSnapshot
 from authkit.passwords import hash_password
 from tests.request_gateway.conftest import (
     Client,
@@ -74,6 +75,62 @@ async def test_a_password_change_on_the_processor_ends_sessions_here(
         return await _status(client, member.headers) == 401
 
     await eventually(token_dead)
+
+
+async def test_a_password_change_on_the_processor_revokes_the_refresh_tokens_here(
+    client: Client, make_member: MakeMember, sync: Sync, db: Any
+) -> None:
+    member = await make_member()
+    key = await client.post("/api/v1/api-keys", json={"name": "k"}, headers=member.headers)
+    changed = msgspec.structs.replace(
+        member.record, password_hash=await hash_password("another password 1234"), version=2
+    )
+    await sync([changed])
+    refresh = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": member.tokens["refresh_token"]}
+    )
+    assert (refresh.status_code, refresh.json()["error"]["code"]) == (401, "token_invalid")
+    reasons = await db.fetch(
+        "SELECT DISTINCT revoked_reason FROM auth_refresh_token WHERE user_id = $1", member.id
+    )
+    assert [row["revoked_reason"] for row in reasons] == ["password_changed"]
+    # The user's own password change keeps their API keys (separate credentials).
+    assert await _status(client, {"X-API-Key": key.json()["key"]}) == 200
+
+
+async def test_a_record_asking_to_revoke_api_keys_revokes_them_even_if_superseded(
+    client: Client, make_member: MakeMember, sync: Sync, db: Any
+) -> None:
+    member = await make_member()
+    key = await client.post("/api/v1/api-keys", json={"name": "k"}, headers=member.headers)
+    reset = msgspec.structs.replace(
+        member.record,
+        password_hash=await hash_password("an admin's reset 12345"),
+        version=2,
+        revoke_api_keys=True,
+    )
+    # A later change in the same batch wins the upsert; the revocation still happens.
+    later = msgspec.structs.replace(reset, roles=["operator"], version=3, revoke_api_keys=False)
+    await sync([reset, later])
+
+    async def key_dead() -> bool:
+        return await _status(client, {"X-API-Key": key.json()["key"]}) == 401
+
+    await eventually(key_dead)
+    reason = await db.fetchval("SELECT revoked_reason FROM api_key WHERE user_id = $1", member.id)
+    assert reason == "revoked_by_admin"
+
+
+def test_a_user_record_without_revoke_api_keys_still_decodes_and_is_not_written_by_default() -> (
+    None
+):
+    record = User(
+        id=uuid.uuid4(), username="old", password_hash="$argon2id$x", roles=["user"],
+        profile_type="standard", active=True, must_change_password=False, version=1,
+    )  # fmt: skip
+    encoded = msgspec.json.encode(record)
+    assert b"revoke_api_keys" not in encoded
+    assert msgspec.json.decode(encoded, type=User).revoke_api_keys is False
 
 
 async def test_a_profile_type_change_applies_to_the_next_request(

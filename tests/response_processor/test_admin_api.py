@@ -105,6 +105,27 @@ async def test_every_user_change_is_synced_with_a_higher_version(
     assert records[0]["password_hash"].startswith("$argon2id$")
 
 
+async def test_an_admin_reset_can_revoke_the_users_api_keys_through_the_sync_record(
+    client: Client, admin: dict[str, str], make_member: MakeMember, settings: ProcessorSettings
+) -> None:
+    member = await make_member()
+    reset = {"password": "reset by admin 12345", "revoke_api_keys": True}
+    assert (
+        await client.patch(f"/api/v1/users/{member.id}", json=reset, headers=admin)
+    ).status_code == 200
+    plain = {"password": "reset again 123456"}
+    await client.patch(f"/api/v1/users/{member.id}", json=plain, headers=admin)
+    records = [r for r in await exported_records(settings, "user") if r["id"] == str(member.id)]
+    # Only the record of the change that asked for it carries the event.
+    assert [(r["version"], r.get("revoke_api_keys")) for r in records] == [
+        (1, None),
+        (2, True),
+        (3, None),
+    ]
+    audit = await client.get("/api/v1/audit?action=user_updated", headers=admin)
+    assert any(entry["details"].get("api_keys_revoked") for entry in audit.json())
+
+
 async def test_profile_types_are_created_changed_and_synced(
     client: Client, admin: dict[str, str], settings: ProcessorSettings
 ) -> None:

@@ -10,6 +10,7 @@ from response_processor.runtime import Runtime
 from tests.response_processor.conftest import (
     ADMIN_PASSWORD,
     NEW_ADMIN_PASSWORD,
+    USER_PASSWORD,
     Client,
     MakeMember,
     bearer,
@@ -97,6 +98,61 @@ async def test_wrong_password_is_refused_audited_and_limited(
     audit = await client.get("/api/v1/audit?action=login_failed", headers=admin)
     assert len(audit.json()) >= 5
     assert all(entry["actor"] == "admin" for entry in audit.json())
+
+
+async def test_guessing_the_current_password_of_a_password_change_is_a_limited_login_attempt(
+    client: Client, make_member: MakeMember
+) -> None:
+    member = await make_member()
+    statuses = []
+    for _ in range(6):
+        guess = await client.post(
+            "/api/v1/auth/password",
+            json={"current_password": "a guess at it 123", "new_password": "brand new pass 12345"},
+            headers=member.headers,
+        )
+        statuses.append((guess.status_code, guess.json()["error"]["code"]))
+    assert statuses[:5] == [(401, "invalid_credentials")] * 5
+    assert statuses[5] == (429, "too_many_login_attempts")
+    # The same window as the login's: the right password is refused there too, for now.
+    login_now = await client.post(
+        "/api/v1/auth/login", json={"username": member.username, "password": USER_PASSWORD}
+    )
+    assert login_now.status_code == 429
+
+
+async def test_a_right_current_password_clears_the_failures_like_a_login(
+    client: Client, make_member: MakeMember
+) -> None:
+    member = await make_member()
+    for _ in range(4):
+        await client.post(
+            "/api/v1/auth/login", json={"username": member.username, "password": "no no no no 1"}
+        )
+    changed = await client.post(
+        "/api/v1/auth/password",
+        json={"current_password": USER_PASSWORD, "new_password": "brand new pass 12345"},
+        headers=member.headers,
+    )
+    assert changed.status_code == 204, changed.text
+    for _ in range(4):
+        await client.post(
+            "/api/v1/auth/login", json={"username": member.username, "password": "no no no no 1"}
+        )
+    await login(client, member.username, "brand new pass 12345")
+
+
+async def test_an_admins_password_reset_ends_the_users_refresh_tokens(
+    client: Client, admin: dict[str, str], make_member: MakeMember
+) -> None:
+    member = await make_member()
+    tokens = await login(client, member.username, USER_PASSWORD)
+    reset = await client.patch(
+        f"/api/v1/users/{member.id}", json={"password": "reset by admin 12345"}, headers=admin
+    )
+    assert reset.status_code == 200, reset.text
+    refused = await refresh(client, tokens["refresh_token"])
+    assert (refused.status_code, refused.json()["error"]["code"]) == (401, "token_invalid")
 
 
 async def test_an_unknown_user_gets_the_same_answer_as_a_wrong_password(client: Client) -> None:

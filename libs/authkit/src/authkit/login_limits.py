@@ -7,7 +7,8 @@ concurrent attempts (from any number of processes) can never get past the limit.
 attempt counts as a failure until `LoginLimiter.record_success` clears the username's
 failures and takes the attempt back out of the address's window.
 
-Keys hold a hash of the casefolded username (and of the address), never the raw value.
+Keys hold a hash of the canonical username (`authkit.usernames`) and of the address,
+never the raw value.
 
 When Redis cannot be reached, ``fail_open=False`` (the default) refuses logins with 503
 ``service_unavailable``: a limiter that silently stops limiting would let an attacker who
@@ -22,7 +23,6 @@ import contextlib
 import hashlib
 import math
 import secrets
-import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import Final, NamedTuple, TypeVar
 
@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from authkit.constants import LOGIN_ADDRESS_KEY_PREFIX, LOGIN_USERNAME_KEY_PREFIX
 from authkit.error_codes import AuthError, AuthErrorCode, too_many_login_attempts
+from authkit.usernames import canonical_username
 
 __all__ = ["Decision", "Limit", "LoginLimiter", "address_key", "username_key"]
 
@@ -89,8 +90,12 @@ class Decision(msgspec.Struct, frozen=True):
 
 
 def username_key(username: str) -> str:
-    """The Redis key of a username's window (casefolded, then hashed)."""
-    return LOGIN_USERNAME_KEY_PREFIX + _digest(unicodedata.normalize("NFKC", username).casefold())
+    """The Redis key of a username's window: its canonical form, hashed.
+
+    The same form the account lookup compares by, so every spelling that reaches one
+    account counts against one window.
+    """
+    return LOGIN_USERNAME_KEY_PREFIX + _digest(canonical_username(username))
 
 
 def address_key(address: str) -> str:

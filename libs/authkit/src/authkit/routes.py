@@ -12,8 +12,13 @@ and audit log, seen as the routes need them.
   never saying which. A success clears the username's failures; the refresh token, the
   store's ``on_login`` and the ``login`` audit entry commit in one transaction.
 - ``POST {path}/refresh`` ``{"refresh_token"}`` → 200 `TokensOut`: the token is rotated
-  (a reused one revokes its family), the account read fresh: gone → 401 ``token_invalid``,
-  inactive → 403 ``account_inactive``; the access token carries its current roles.
+  (a reused one revokes its family), the account read fresh: gone, or a session version
+  other than the family's (the password changed since the login) → 401 ``token_invalid``,
+  inactive → 403 ``account_inactive``, each revoking the family; the access token carries
+  its current roles.
+
+Every other route that checks a password (a password change's current password) calls
+`verify_password_attempt`, the login's own check: it counts against the same limits.
 - ``POST {path}/logout`` ``{"refresh_token"}`` → 204: the token's family is revoked and,
   when the token was known, ``logout`` is audited. An unknown token is 204 as well.
 
@@ -42,7 +47,10 @@ from authkit.passwords import verify_password
 from authkit.sessions import (
     DEFAULT_POLICY,
     RefreshTokenPolicy,
+    RevokeReason,
+    RotatedRefreshToken,
     issue_refresh_token,
+    revoke_family,
     revoke_refresh_token,
     rotate_refresh_token,
 )
@@ -62,6 +70,7 @@ __all__ = [
     "ServicesOf",
     "TokensOut",
     "auth_controller",
+    "verify_password_attempt",
 ]
 
 TOKEN_TYPE: Final = "bearer"  # noqa: S105 - the OAuth token type name
@@ -210,22 +219,37 @@ async def _log_in(
 ) -> TokensOut:
     """The login route's work: limit, verify, audit, start a session."""
     address = client_address(request)
-    decision = await services.login_limiter.check(data.username, address)
+    account = await verify_password_attempt(services, data.username, data.password, address)
+    return await _start_session(services, request, account, address)
+
+
+async def verify_password_attempt(
+    services: AuthServices, username: str, password: str, address: str
+) -> Account:
+    """Check a username and password as one login attempt; return the active account.
+
+    Every password check goes through here (a login, the current password of a password
+    change), so each counts against the same per-username and per-address limits: 429
+    ``too_many_login_attempts`` once they are spent, 401 ``invalid_credentials`` for a
+    wrong password, an unknown user or an inactive account (never saying which), each
+    refusal audited. A success clears the username's failures.
+    """
+    decision = await services.login_limiter.check(username, address)
     if not decision.allowed:
-        await _audit_refusal(services, data.username, address, "rate_limited")
+        await _audit_refusal(services, username, address, "rate_limited")
         decision.raise_if_denied()
     async with services.pool.acquire() as conn:
-        account = await services.store.find_by_username(conn, data.username)
+        account = await services.store.find_by_username(conn, username)
     # Verified even for an unknown user (against a dummy hash): timing reveals no usernames.
     stored_hash = account.password_hash if account is not None else None
-    if not await verify_password(stored_hash, data.password) or account is None:
-        await _audit_refusal(services, data.username, address, "bad_credentials")
+    if not await verify_password(stored_hash, password) or account is None:
+        await _audit_refusal(services, username, address, "bad_credentials")
         raise AuthError(AuthErrorCode.INVALID_CREDENTIALS)
     if not account.active:
-        await _audit_refusal(services, data.username, address, "inactive")
+        await _audit_refusal(services, username, address, "inactive")
         raise AuthError(AuthErrorCode.INVALID_CREDENTIALS)
-    await services.login_limiter.record_success(data.username, address, decision)
-    return await _start_session(services, request, account, address)
+    await services.login_limiter.record_success(username, address, decision)
+    return account
 
 
 async def _start_session(
@@ -236,6 +260,7 @@ async def _start_session(
         refresh_token, _ = await issue_refresh_token(
             conn,
             account.id,
+            session_version=account.session_version,
             policy=services.refresh_policy,
             user_agent=request.headers.get("user-agent"),
             ip=address,
@@ -261,12 +286,28 @@ async def _refresh(
             ip=client_address(request),
         )
         account = await services.store.get(conn, rotated.user_id)
-    if account is None:
-        raise AuthError(AuthErrorCode.TOKEN_INVALID)
-    if not account.active:
-        raise AuthError(AuthErrorCode.ACCOUNT_INACTIVE)
+        refusal = _refresh_refusal(account, rotated)
+        if refusal is not None:
+            # The successor just issued must not stay usable either.
+            await revoke_family(conn, rotated.family_id, reason=RevokeReason.STALE_SESSION)
+            raise AuthError(refusal)
+    assert account is not None
     access = _access_token(services, account)
     return TokensOut(access.token, rotated.token, TOKEN_TYPE, access.expires_in)
+
+
+def _refresh_refusal(account: Account | None, rotated: RotatedRefreshToken) -> AuthErrorCode | None:
+    """Why a rotated token's account may not have a new access token, or None."""
+    if account is None:
+        return AuthErrorCode.TOKEN_INVALID
+    if not account.active:
+        return AuthErrorCode.ACCOUNT_INACTIVE
+    # A family started before the session version moved on (a password change, a
+    # deactivation) ends here even if its revocation was missed; None: from before
+    # authkit recorded the version, so it cannot be shown to be current.
+    if rotated.session_version != account.session_version:
+        return AuthErrorCode.TOKEN_INVALID
+    return None
 
 
 async def _log_out(

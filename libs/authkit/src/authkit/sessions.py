@@ -16,6 +16,7 @@ import hashlib
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final, NamedTuple
@@ -39,6 +40,7 @@ __all__ = [
     "issue_refresh_token",
     "purge_expired_refresh_tokens",
     "revoke_all_for_user",
+    "revoke_all_for_users",
     "revoke_family",
     "revoke_refresh_token",
     "rotate_refresh_token",
@@ -58,18 +60,20 @@ DEFAULT_FAMILY_LIFETIME: Final = timedelta(days=30)
 
 ISSUE_SQL: Final = """
 INSERT INTO auth_refresh_token
-    (id, family_id, user_id, token_hash, expires_at, family_expires_at, user_agent, ip)
-VALUES ($1, $1, $2, $3, now() + $4::interval, now() + $5::interval, $6, $7)
+    (id, family_id, user_id, token_hash, expires_at, family_expires_at, user_agent, ip,
+     session_version)
+VALUES ($1, $1, $2, $3, now() + $4::interval, now() + $5::interval, $6, $7, $8)
 RETURNING id, family_id, user_id, created_at, expires_at, family_expires_at,
-          used_at, revoked_at, revoked_reason, user_agent, ip
+          used_at, revoked_at, revoked_reason, user_agent, ip, session_version
 """
 SUCCESSOR_SQL: Final = """
 INSERT INTO auth_refresh_token
-    (id, family_id, user_id, token_hash, expires_at, family_expires_at, user_agent, ip)
-VALUES ($1, $2, $3, $4, LEAST(now() + $5::interval, $6), $6, $7, $8)
+    (id, family_id, user_id, token_hash, expires_at, family_expires_at, user_agent, ip,
+     session_version)
+VALUES ($1, $2, $3, $4, LEAST(now() + $5::interval, $6), $6, $7, $8, $9)
 """
 LOCK_SQL: Final = """
-SELECT id, family_id, user_id, family_expires_at, used_at, revoked_at,
+SELECT id, family_id, user_id, family_expires_at, used_at, revoked_at, session_version,
        expires_at <= now() AS expired
 FROM auth_refresh_token WHERE token_hash = $1 FOR UPDATE
 """
@@ -79,9 +83,9 @@ REVOKE_FAMILY_SQL: Final = """
 UPDATE auth_refresh_token SET revoked_at = now(), revoked_reason = $2
 WHERE family_id = $1 AND revoked_at IS NULL
 """
-REVOKE_USER_SQL: Final = """
+REVOKE_USERS_SQL: Final = """
 UPDATE auth_refresh_token SET revoked_at = now(), revoked_reason = $2
-WHERE user_id = $1 AND revoked_at IS NULL
+WHERE user_id = ANY($1::uuid[]) AND revoked_at IS NULL
 """
 PURGE_SQL: Final = "DELETE FROM auth_refresh_token WHERE family_expires_at < now() - $1::interval"
 
@@ -94,6 +98,9 @@ class RevokeReason(StrEnum):
     LOGOUT_EVERYWHERE = "logout_everywhere"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105
     DEACTIVATED = "deactivated"
+    # A refresh the account no longer allows: its session version moved on since the login
+    # (a missed revocation caught late), or the account is gone or inactive.
+    STALE_SESSION = "stale_session"
 
 
 class RefreshTokenPolicy(msgspec.Struct, frozen=True):
@@ -124,28 +131,44 @@ class RefreshTokenRecord(msgspec.Struct, frozen=True):
     revoked_reason: str | None
     user_agent: str | None
     ip: str | None
+    session_version: int | None
 
 
 class RotatedRefreshToken(NamedTuple):
-    """The outcome of a refresh: whose token it was, and the token that replaces it."""
+    """The outcome of a refresh: whose token it was, and the token that replaces it.
+
+    ``session_version`` is the user's session version when the family was started (None
+    for a family from before authkit recorded it): a caller compares it with the user's
+    current one and revokes the family (`revoke_family`) when they differ.
+    """
 
     user_id: uuid.UUID
     token: str
+    family_id: uuid.UUID
+    session_version: int | None
 
     def __repr__(self) -> str:
         # The token is a credential: keep it out of reprs that end up in logs and tracebacks.
-        return f"RotatedRefreshToken(user_id={self.user_id!r}, token=<hidden>)"
+        return (
+            f"RotatedRefreshToken(user_id={self.user_id!r}, token=<hidden>, "
+            f"family_id={self.family_id!r}, session_version={self.session_version!r})"
+        )
 
 
 async def issue_refresh_token(
     conn: Connection,
     user_id: uuid.UUID,
     *,
+    session_version: int | None = None,
     policy: RefreshTokenPolicy = DEFAULT_POLICY,
     user_agent: str | None = None,
     ip: str | None = None,
 ) -> tuple[str, RefreshTokenRecord]:
-    """Start a new family for ``user_id`` (a login); return the opaque token and its record."""
+    """Start a new family for ``user_id`` (a login); return the opaque token and its record.
+
+    ``session_version`` is the user's current one; every token of the family carries it, so
+    a refresh after the version moved on (password change, deactivation) can be refused.
+    """
     token = _new_token()
     row = await conn.fetchrow(
         ISSUE_SQL,
@@ -156,6 +179,7 @@ async def issue_refresh_token(
         policy.family_lifetime,
         _clip(user_agent, _MAX_USER_AGENT),
         _clip(ip, _MAX_IP),
+        session_version,
     )
     assert row is not None  # INSERT ... RETURNING always returns the row
     return token, RefreshTokenRecord(**dict(row))
@@ -218,7 +242,14 @@ async def revoke_all_for_user(
     conn: Connection, user_id: uuid.UUID, *, reason: str = RevokeReason.LOGOUT_EVERYWHERE
 ) -> int:
     """End every session of a user (logout everywhere, password change, deactivation)."""
-    return _count(await conn.execute(REVOKE_USER_SQL, user_id, reason))
+    return await revoke_all_for_users(conn, [user_id], reason=reason)
+
+
+async def revoke_all_for_users(
+    conn: Connection, user_ids: Sequence[uuid.UUID], *, reason: str
+) -> int:
+    """End every session of each of these users (e.g. a sync batch's password changes)."""
+    return _count(await conn.execute(REVOKE_USERS_SQL, list(user_ids), reason))
 
 
 async def purge_expired_refresh_tokens(
@@ -259,8 +290,14 @@ async def _successor(
         row["family_expires_at"],
         _clip(user_agent, _MAX_USER_AGENT),
         _clip(ip, _MAX_IP),
+        row["session_version"],
     )
-    return RotatedRefreshToken(user_id=row["user_id"], token=token)
+    return RotatedRefreshToken(
+        user_id=row["user_id"],
+        token=token,
+        family_id=row["family_id"],
+        session_version=row["session_version"],
+    )
 
 
 def _new_token() -> str:

@@ -83,7 +83,7 @@ class Response(msgspec.Struct, tag_field="kind", tag="response", frozen=True, gc
     trace_id: TraceId
 
 
-class User(msgspec.Struct, tag_field="kind", tag="user", frozen=True, gc=False):
+class User(msgspec.Struct, tag_field="kind", tag="user", frozen=True, gc=False, omit_defaults=True):
     """A user as the authority has it now; only a strictly greater version replaces a copy."""
 
     id: uuid.UUID
@@ -94,6 +94,9 @@ class User(msgspec.Struct, tag_field="kind", tag="user", frozen=True, gc=False):
     active: bool
     must_change_password: bool
     version: Version
+    revoke_api_keys: bool = False
+    """Set on the one record of an admin's request to revoke the user's API keys: an event
+    the gateway acts on when it applies the record (optional: older batches lack it)."""
 
 
 class ProfileType(msgspec.Struct, tag_field="kind", tag="profile_type", frozen=True, gc=False):

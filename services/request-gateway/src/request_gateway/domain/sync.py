@@ -3,7 +3,9 @@
 Only a strictly greater version replaces a stored copy. A user who is deactivated, or
 removed by a snapshot, is locked out at once: refresh tokens and API keys revoked, queued
 requests cancelled (never exported), and every server process told to forget them, which
-rejects their access tokens on the next request.
+rejects their access tokens on the next request. A new password hash ends every session
+(refresh tokens revoked, session version moved on) but keeps the API keys, unless the
+record asks for them to be revoked (``revoke_api_keys``, an admin's reset).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Final, TypeVar
 import msgspec
 
 from airlink.records import ProfileType, User, UserSnapshot
-from authkit.sessions import RevokeReason
+from authkit.sessions import RevokeReason, revoke_all_for_users
 from request_gateway import notifications
 from request_gateway.domain.requests import cancel_queued_of_users
 from servicekit.database import Connection
@@ -45,7 +47,7 @@ UPSERT_USERS_SQL: Final = """
             id uuid, username varchar, password_hash text, roles varchar[],
             profile_type varchar, active bool, must_change_password bool, version int)
     ), previous AS (
-        SELECT u.id, u.active FROM app_user u JOIN incoming USING (id)
+        SELECT u.id, u.active, u.password_hash FROM app_user u JOIN incoming USING (id)
     )
     INSERT INTO app_user AS u (id, username, password_hash, roles, profile_type, active,
                                must_change_password, version, synced_at)
@@ -60,7 +62,9 @@ UPSERT_USERS_SQL: Final = """
             THEN 1 ELSE 0 END
     WHERE u.version < excluded.version
     RETURNING u.id, u.active, u.password_hash,
-              (SELECT previous.active FROM previous WHERE previous.id = u.id) AS was_active
+              (SELECT previous.active FROM previous WHERE previous.id = u.id) AS was_active,
+              (SELECT previous.password_hash <> u.password_hash
+               FROM previous WHERE previous.id = u.id) AS password_changed
 """
 DELETE_USERS_SQL: Final = """
     DELETE FROM app_user WHERE NOT (id = ANY($1)) AND synced_at < $2 RETURNING id
@@ -68,14 +72,14 @@ DELETE_USERS_SQL: Final = """
 DELETE_PROFILE_TYPES_SQL: Final = """
     DELETE FROM profile_type WHERE NOT (name = ANY($1)) AND synced_at < $2 RETURNING name
 """
-REVOKE_REFRESH_SQL: Final = """
-    UPDATE auth_refresh_token SET revoked_at = now(), revoked_reason = $2
-    WHERE user_id = ANY($1) AND revoked_at IS NULL
-"""
 REVOKE_API_KEYS_SQL: Final = """
     UPDATE api_key SET revoked_at = now(), revoked_reason = $2
     WHERE user_id = ANY($1) AND revoked_at IS NULL
 """
+
+
+ADMIN_REVOKED: Final = "revoked_by_admin"
+"""An API key's ``revoked_reason`` when the processor's admin revoked the user's keys."""
 
 
 class SyncReport(msgspec.Struct):
@@ -109,6 +113,15 @@ async def apply_users(conn: Connection, records: Sequence[User], report: SyncRep
     if deactivated:
         await lock_out(conn, deactivated, RevokeReason.DEACTIVATED)
         report.locked_out.extend(deactivated)
+    # A new password ends every session here too, in the transaction that applies it.
+    password_changed = [row["id"] for row in rows if row["password_changed"]]
+    if password_changed:
+        await revoke_all_for_users(conn, password_changed, reason=RevokeReason.PASSWORD_CHANGED)
+    # An event, not a state: read from every record, also one a newer record supersedes
+    # (a batch is applied once, so a revocation is never repeated by a resend).
+    revoking = list(dict.fromkeys(record.id for record in records if record.revoke_api_keys))
+    if revoking:
+        await revoke_api_keys(conn, revoking, ADMIN_REVOKED)
 
 
 async def apply_snapshot(conn: Connection, snapshot: UserSnapshot, report: SyncReport) -> None:
@@ -129,13 +142,19 @@ async def apply_snapshot(conn: Connection, snapshot: UserSnapshot, report: SyncR
 
 async def lock_out(conn: Connection, user_ids: list[uuid.UUID], reason: str) -> None:
     """Revoke the users' refresh tokens and API keys and cancel their queued requests."""
-    await conn.execute(REVOKE_REFRESH_SQL, user_ids, reason)
-    await conn.execute(REVOKE_API_KEYS_SQL, user_ids, reason)
+    await revoke_all_for_users(conn, user_ids, reason=reason)
+    await revoke_api_keys(conn, user_ids, reason)
     await cancel_queued_of_users(conn, user_ids)
     await notifications.notify(
         conn,
         [notifications.API_KEYS, *(notifications.USER_PREFIX + str(u) for u in user_ids)],
     )
+
+
+async def revoke_api_keys(conn: Connection, user_ids: list[uuid.UUID], reason: str) -> None:
+    """Revoke every live API key of these users; every server process forgets them."""
+    await conn.execute(REVOKE_API_KEYS_SQL, user_ids, reason)
+    await notifications.notify(conn, [notifications.API_KEYS])
 
 
 def _newest(records: Sequence[R], key: Callable[[R], Hashable]) -> list[R]:

@@ -13,13 +13,12 @@ from litestar.connection import ASGIConnection
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from authkit.error_codes import AuthError, AuthErrorCode
 from authkit.guards import PASSWORD_CHANGE_PENDING_OPT
 from authkit.identity import current_user
-from authkit.passwords import verify_password
-from authkit.routes import AuthServices
+from authkit.routes import AuthServices, verify_password_attempt
 from response_processor.api.context import runtime_of
 from response_processor.domain.users import UserOut, get_user, set_password
+from servicekit.connection import client_address
 
 Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 
@@ -45,11 +44,12 @@ class PasswordController(Controller):
         runtime = runtime_of(request)
         user = current_user(request)
         async with runtime.pool.acquire() as conn:
-            stored_hash = await conn.fetchval(
-                "SELECT password_hash FROM app_user WHERE id = $1", user.id
-            )
-            if not await verify_password(stored_hash, data.current_password):
-                raise AuthError(AuthErrorCode.INVALID_CREDENTIALS, "The current password is wrong.")
+            username = (await get_user(conn, user.id)).username
+        # A login attempt like any other: limited and audited, so it cannot be used to guess.
+        await verify_password_attempt(
+            auth_services(request), username, data.current_password, client_address(request)
+        )
+        async with runtime.pool.acquire() as conn:
             await set_password(conn, user.id, data.new_password)
 
 

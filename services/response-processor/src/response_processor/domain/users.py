@@ -12,7 +12,7 @@ from airlink.outbox import enqueue
 from airlink.records import User as UserRecord
 from authkit.error_codes import weak_password
 from authkit.passwords import check_password_policy, hash_password
-from authkit.sessions import revoke_all_for_user
+from authkit.sessions import RevokeReason, revoke_all_for_user
 from response_processor.domain import audit
 from response_processor.errors import ProcessorErrorCode, conflict, not_found
 from servicekit.database import Connection
@@ -50,6 +50,8 @@ class UserPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     profile_type: Text | msgspec.UnsetType = msgspec.UNSET
     active: bool | msgspec.UnsetType = msgspec.UNSET
     must_change_password: bool | msgspec.UnsetType = msgspec.UNSET
+    revoke_api_keys: bool = False
+    """Also revoke every API key the user has on the gateway (e.g. with a password reset)."""
 
 
 class UserOut(msgspec.Struct, frozen=True):
@@ -126,6 +128,7 @@ async def update_user(
     """Apply the patch; a new password or a deactivation ends the user's sessions at once."""
     current = await get_user(conn, user_id)
     changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    revoke_api_keys = changes.pop("revoke_api_keys")
     ends_sessions = "password" in changes or changes.get("active") is False
     if "password" in changes:
         _check_password(changes["password"], current.username)
@@ -137,10 +140,12 @@ async def update_user(
             await _require_profile_type(conn, changes["profile_type"])
         user = await _write_changes(conn, user_id, changes, bump_session=ends_sessions)
         if ends_sessions:
-            await revoke_all_for_user(conn, user_id)
-        await _sync(conn, user_id)
+            await revoke_all_for_user(conn, user_id, reason=_revoke_reason(changes))
+        await _sync(conn, user_id, revoke_api_keys=revoke_api_keys)
         shown = {k: v for k, v in changes.items() if k != "password_hash"}
         shown["password_changed"] = "password_hash" in changes
+        if revoke_api_keys:
+            shown["api_keys_revoked"] = True
         await audit.record(
             conn, actor, audit.Action.USER_UPDATED, target=f"user:{user.username}", details=shown
         )
@@ -154,7 +159,7 @@ async def set_password(conn: Connection, user_id: uuid.UUID, new_password: str) 
     changes = {"password_hash": await hash_password(new_password), "must_change_password": False}
     async with conn.transaction():
         updated = await _write_changes(conn, user_id, changes, bump_session=True)
-        await revoke_all_for_user(conn, user_id)
+        await revoke_all_for_user(conn, user_id, reason=RevokeReason.PASSWORD_CHANGED)
         await _sync(conn, user_id)
         actor = audit.Actor(user_id, user.username)
         await audit.record(
@@ -189,8 +194,17 @@ async def _write_changes(
     return UserOut(**dict(row))
 
 
-async def _sync(conn: Connection, user_id: uuid.UUID) -> None:
-    await enqueue(conn, await user_records(conn, [user_id]))
+async def _sync(conn: Connection, user_id: uuid.UUID, *, revoke_api_keys: bool = False) -> None:
+    records = await user_records(conn, [user_id])
+    if revoke_api_keys:
+        records = [msgspec.structs.replace(record, revoke_api_keys=True) for record in records]
+    await enqueue(conn, records)
+
+
+def _revoke_reason(changes: dict[str, Any]) -> RevokeReason:
+    if changes.get("active") is False:
+        return RevokeReason.DEACTIVATED
+    return RevokeReason.PASSWORD_CHANGED
 
 
 async def _require_profile_type(conn: Connection, name: str) -> None:
