@@ -26,6 +26,7 @@ class RejectReason(StrEnum):
     RECORD_INVALID = "record_invalid"
     NOT_A_REGULAR_FILE = "not_a_regular_file"
     NAME_CONFLICT = "name_conflict"  # a different batch of that name was already delivered
+    SEQ_TOO_FAR_AHEAD = "seq_too_far_ahead"  # beyond the highest seen by more than allowed
 
 
 class BatchRejected(Exception):

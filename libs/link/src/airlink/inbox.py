@@ -40,6 +40,7 @@ from batchformat import (
     Header,
     IgnoredEntry,
     IgnoredKind,
+    RejectReason,
     TrustedKeys,
 )
 from batchformat.claims import ClaimFolder
@@ -100,6 +101,7 @@ class _Applied:
     acks: list[Ack]
 
 
+_HIGHEST_SEEN = "SELECT inbound_max_seq FROM link_peer WHERE peer = $1"
 _SEEN = "SELECT business_count FROM link_inbound_batch WHERE source = $1 AND batch_id = $2"
 _RECORD_BATCH = """
     INSERT INTO link_inbound_batch (source, batch_id, seq, created_at, record_count,
@@ -273,6 +275,7 @@ class Importer(Generic[R_contra]):
             await self._acknowledge(conn, name, business_count > 0, now)
             metrics.count_imported(self._peer, "duplicate", {})
             return "duplicate", verified.record_count
+        await self._check_seq_jump(conn, name)
         applied = await self._stream_into_handler(conn, reader)
         assert reader.result is not None, "the stream ends only after the trailer verified"
         header, count = applied.header, reader.result.record_count
@@ -287,6 +290,16 @@ class Importer(Generic[R_contra]):
         await self._acknowledge(conn, name, applied.business > 0, now)
         metrics.count_imported(self._peer, "applied", dict(applied.record_kinds))
         return "applied", count
+
+    async def _check_seq_jump(self, conn: Connection, name: BatchName) -> None:
+        """Refuse a new batch whose seq lies too far beyond the highest seen from the peer."""
+        highest = await conn.fetchval(_HIGHEST_SEEN, self._peer) or 0
+        limit = self._settings.max_seq_jump
+        if name.seq - highest > limit:
+            raise BatchRejected(
+                RejectReason.SEQ_TOO_FAR_AHEAD,
+                f"seq {name.seq} is more than {limit} beyond the highest seen ({highest})",
+            )
 
     async def _stream_into_handler(self, conn: Connection, reader: BatchReader) -> _Applied:
         types: Counter[type[Any]] = Counter()
