@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -165,3 +166,19 @@ def test_a_reason_file_left_half_written_by_a_killed_process_is_cleaned_up(
         path.name,
         f"{path.name}.reason.json",
     ]
+
+
+def test_batch_files_and_reasons_are_private_whatever_the_umask(
+    tmp_path: Path, make_batch: MakeBatch
+) -> None:
+    previous = os.umask(0o000)
+    try:
+        path = make_batch(echo_records(1))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        rejection = BatchRejected(RejectReason.DIGEST_MISMATCH, "content changed", line=None)
+        moved = DropZone(tmp_path).quarantine(path, rejection)
+    finally:
+        os.umask(previous)
+    reason = moved.with_name(f"{moved.name}.reason.json")
+    assert stat.S_IMODE(moved.stat().st_mode) == 0o640
+    assert stat.S_IMODE(reason.stat().st_mode) == 0o640

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -233,3 +234,16 @@ def test_a_dead_agents_claims_are_adopted(site: Site) -> None:
 def test_trusted_keys_are_loaded_per_route(site: Site) -> None:
     config = route(site)
     assert TrustedKeys.from_files(config.trusted_keys).keys() == site.trusted.keys()
+
+
+def test_the_delivered_copy_is_private_whatever_the_umask(site: Site) -> None:
+    delivery = RouteDelivery(route(site), site.trusted)
+    batch = site.batch(1)
+    os.chmod(batch, 0o644)  # as a producer with a loose umask left it
+    previous = os.umask(0o000)
+    try:
+        result = delivery.deliver(claim(site, batch), NEVER)
+    finally:
+        os.umask(previous)
+    assert result.outcome is Outcome.DELIVERED
+    assert stat.S_IMODE((site.destination / batch.name).stat().st_mode) == 0o640

@@ -12,7 +12,7 @@ from typing import Final
 import msgspec
 
 from batchformat.errors import BatchRejected
-from batchformat.fsops import fsync_dir, rename_noreplace
+from batchformat.fsops import BATCH_FILE_MODE, fsync_dir, rename_noreplace
 from batchformat.models import BatchName
 
 QUARANTINE_DIR: Final = "quarantine"
@@ -166,6 +166,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
     """Replace `path` with `data`, never leaving it half-written."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}{PART_SUFFIX}")
     with temporary.open("wb") as file:
+        os.fchmod(file.fileno(), BATCH_FILE_MODE)  # says what the batch held, so as private
         file.write(data)
         file.flush()
         os.fsync(file.fileno())

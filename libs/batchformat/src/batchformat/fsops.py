@@ -10,7 +10,7 @@ import io
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from batchformat.errors import BatchRejected, RejectReason
 
@@ -44,6 +44,11 @@ def open_regular_file(path: Path) -> io.FileIO:
     return io.FileIO(fd, "r")
 
 
+# Batch files carry password hashes and payloads: readable by the service's user and group
+# only. Set with fchmod on the open file, so the process's umask cannot widen it.
+BATCH_FILE_MODE: Final = 0o640
+
+
 def open_part_file(path: Path) -> io.FileIO:
     """Open a hidden `.part` file for writing, exclusively, reclaiming one left by a crash.
 
@@ -52,7 +57,7 @@ def open_part_file(path: Path) -> io.FileIO:
     (FileExistsError). Keep the file open until it has been renamed to its final name.
     """
     while True:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, BATCH_FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -64,6 +69,7 @@ def open_part_file(path: Path) -> io.FileIO:
         except FileNotFoundError:
             same_file = False
         if same_file:
+            os.fchmod(fd, BATCH_FILE_MODE)
             os.ftruncate(fd, 0)
             return io.FileIO(fd, "w")
         os.close(fd)
