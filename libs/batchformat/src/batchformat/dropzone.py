@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -11,7 +12,7 @@ from typing import Final
 
 import msgspec
 
-from batchformat.errors import BatchRejected
+from batchformat.errors import BatchRejected, UnsafeFolder
 from batchformat.fsops import BATCH_FILE_MODE, fsync_dir, rename_noreplace
 from batchformat.models import BatchName
 
@@ -150,6 +151,20 @@ def _ignored_kind(entry: os.DirEntry[str], name: BatchName | None) -> IgnoredKin
     if not entry.is_file(follow_symlinks=False):
         return IgnoredKind.NOT_A_FILE
     return None
+
+
+def check_folder_mode(folder: Path) -> None:
+    """Refuse a drop-zone folder that every local account may write into (UnsafeFolder).
+
+    Anyone who can write a drop zone can plant files and symlinks in it; the right modes are
+    2770 (services and agent share a group), 0750 or 0700 (docs/batch-format.md).
+    """
+    mode = os.stat(folder, follow_symlinks=False).st_mode
+    if mode & stat.S_IWOTH:
+        raise UnsafeFolder(
+            f"{folder} is writable by every local account (mode {stat.S_IMODE(mode):o});"
+            " use 2770, 0750 or 0700"
+        )
 
 
 def _free_name(folder: Path, name: str) -> Path:

@@ -46,3 +46,9 @@ class BatchRejected(Exception):
 
 class KeyFileError(ValueError):
     """A key file is missing, malformed, or named with an invalid key id."""
+
+
+class UnsafeFolder(Exception):
+    """A drop-zone folder anyone could write into: refused, with a stable code."""
+
+    code = "drop_zone_world_writable"

@@ -44,6 +44,7 @@ from batchformat import (
     TrustedKeys,
 )
 from batchformat.claims import ClaimFolder
+from batchformat.dropzone import check_folder_mode
 from batchformat.fsops import rename_noreplace
 from servicekit.database import Connection, Pool
 
@@ -212,6 +213,8 @@ class Importer(Generic[R_contra]):
             log.warning("inbox_entry_ignored", peer=self._peer, name=entry.name, kind=entry.kind)
 
     def _open_claims(self) -> None:
+        # Each pass: a folder made world-writable while we run is refused from then on.
+        check_folder_mode(self._settings.inbox_dir)
         if not self._folders_ready:
             self._settings.archive_dir.mkdir(parents=True, exist_ok=True)
             if not self.claims.is_open:

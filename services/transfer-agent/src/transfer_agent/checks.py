@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from batchformat import KeyFileError, TrustedKeys
+from batchformat.dropzone import check_folder_mode
+from batchformat.errors import UnsafeFolder
 from servicekit.health import probe_folder
 from transfer_agent.config import AgentConfig, RouteConfig
 
@@ -44,6 +46,10 @@ def _folder_problems(folder: Path, label: str) -> list[str]:
         probe_folder(folder)
     except OSError as exc:
         return [f"{label} {folder} is not readable and writable: {exc.strerror}"]
+    try:
+        check_folder_mode(folder)
+    except UnsafeFolder as exc:
+        return [f"{label} {exc} ({exc.code})"]
     return []
 
 
