@@ -11,7 +11,10 @@ import textwrap
 import uuid
 from pathlib import Path
 
+import pytest
+
 from batchformat import BatchName, BatchRejected, DropZone, IgnoredKind, RejectReason
+from batchformat.fsops import UnsafeTargetFolder
 from tests.batchformat.conftest import MakeBatch, echo_records
 
 
@@ -182,3 +185,21 @@ def test_batch_files_and_reasons_are_private_whatever_the_umask(
     reason = moved.with_name(f"{moved.name}.reason.json")
     assert stat.S_IMODE(moved.stat().st_mode) == 0o640
     assert stat.S_IMODE(reason.stat().st_mode) == 0o640
+
+
+def test_a_symlinked_quarantine_is_refused_and_nothing_goes_through_it(
+    tmp_path: Path, make_batch: MakeBatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    zone_dir = tmp_path / "zone"
+    zone_dir.mkdir()
+    (zone_dir / "quarantine").symlink_to(elsewhere)
+    path = make_batch(echo_records(1), directory=zone_dir)
+    rejection = BatchRejected(RejectReason.DIGEST_MISMATCH, "content changed", line=None)
+
+    with pytest.raises(UnsafeTargetFolder, match="unsafe_target_folder"):
+        DropZone(zone_dir).quarantine(path, rejection)
+
+    assert path.exists()
+    assert list(elsewhere.iterdir()) == []

@@ -15,6 +15,7 @@ import pytest
 from airlink.records import Ack, Cancel
 from batchformat import SigningKey, load_signing_key
 from batchformat.errors import UnsafeFolder
+from batchformat.fsops import UnsafeTargetFolder
 from tests.link.conftest import T0, Side, SideFactory, at, publish, request
 
 ACK_ITEMS = "SELECT record FROM link_outbox_item WHERE kind = 'ack' ORDER BY group_id"
@@ -265,3 +266,19 @@ async def test_a_world_writable_inbox_is_refused(sides: SideFactory, key_dir: Pa
     processor.settings.inbox_dir.chmod(0o750)
     report = await processor.link.import_once(at(0))
     assert [batch.outcome for batch in report.batches] == ["applied"]
+
+
+async def test_a_symlinked_quarantine_is_refused_and_nothing_goes_through_it(
+    sides: SideFactory, key_dir: Path
+) -> None:
+    processor = await sides.side("processor")
+    inbox = processor.settings.inbox_dir
+    elsewhere = inbox.parent / "elsewhere"
+    elsewhere.mkdir()
+    processor.settings.quarantine_dir.symlink_to(elsewhere)
+    intruder = load_signing_key(key_dir / "intruder.key")
+    publish(inbox, intruder, [request(1)], 1)  # rejected: unknown key
+    with pytest.raises(UnsafeTargetFolder, match="unsafe_target_folder"):
+        await processor.link.import_once(at(0))
+    assert list(elsewhere.iterdir()) == []
+    assert await processor.applied() == []

@@ -72,3 +72,14 @@ def test_a_world_writable_drop_zone_is_a_problem(site: Site) -> None:
         f"route {route.name!r}: source {site.source} is writable by every local account "
         "(mode 777); use 2770, 0750 or 0700 (drop_zone_world_writable)"
     ]
+
+
+def test_a_symlinked_quarantine_is_a_problem_at_start(site: Site) -> None:
+    route = load_config(site.write_config()).routes[0]
+    elsewhere = site.source.parent / "elsewhere"
+    elsewhere.mkdir()
+    (site.source / "quarantine").symlink_to(elsewhere)
+    problems = route_problems(route)
+    assert len(problems) == 1
+    assert "unsafe_target_folder" in problems[0]
+    assert "is a symlink" in problems[0]

@@ -13,7 +13,7 @@ from typing import Final
 import msgspec
 
 from batchformat.errors import BatchRejected, UnsafeFolder
-from batchformat.fsops import BATCH_FILE_MODE, fsync_dir, rename_noreplace
+from batchformat.fsops import BATCH_FILE_MODE, fsync_dir, open_target_dir, rename_noreplace
 from batchformat.models import BatchName
 
 QUARANTINE_DIR: Final = "quarantine"
@@ -121,6 +121,8 @@ class DropZone:
             quarantined_at=datetime.now(UTC),
             from_folder=str(path.parent),
         )
+        # Refused before anything is written there: a symlinked quarantine/ gets nothing.
+        os.close(open_target_dir(self.quarantine_path))
         while True:
             target = _free_name(self.quarantine_path, path.name)
             # The reason is written first: a crash in between leaves the file where it was,

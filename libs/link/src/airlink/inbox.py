@@ -45,7 +45,7 @@ from batchformat import (
 )
 from batchformat.claims import ClaimFolder
 from batchformat.dropzone import check_folder_mode
-from batchformat.fsops import rename_noreplace
+from batchformat.fsops import open_target_dir, rename_noreplace
 from servicekit.database import Connection, Pool
 
 CHUNK_RECORDS: Final = 5_000
@@ -217,6 +217,10 @@ class Importer(Generic[R_contra]):
         check_folder_mode(self._settings.inbox_dir)
         if not self._folders_ready:
             self._settings.archive_dir.mkdir(parents=True, exist_ok=True)
+            # Refused at start too, not only at the first move (UnsafeTargetFolder).
+            for folder in (self._settings.archive_dir, self._settings.quarantine_dir):
+                if folder.is_symlink() or folder.exists():
+                    os.close(open_target_dir(folder))
             if not self.claims.is_open:
                 self.claims.open()
             self._folders_ready = True
