@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
 import uuid
 from pathlib import Path
 
+import pytest
+
 from batchformat import BatchName, BatchRejected, DropZone, IgnoredKind, RejectReason
+from batchformat.fsops import UnsafeTargetFolder
 from tests.batchformat.conftest import MakeBatch, echo_records
 
 
@@ -165,3 +169,37 @@ def test_a_reason_file_left_half_written_by_a_killed_process_is_cleaned_up(
         path.name,
         f"{path.name}.reason.json",
     ]
+
+
+def test_batch_files_and_reasons_are_private_whatever_the_umask(
+    tmp_path: Path, make_batch: MakeBatch
+) -> None:
+    previous = os.umask(0o000)
+    try:
+        path = make_batch(echo_records(1))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        rejection = BatchRejected(RejectReason.DIGEST_MISMATCH, "content changed", line=None)
+        moved = DropZone(tmp_path).quarantine(path, rejection)
+    finally:
+        os.umask(previous)
+    reason = moved.with_name(f"{moved.name}.reason.json")
+    assert stat.S_IMODE(moved.stat().st_mode) == 0o640
+    assert stat.S_IMODE(reason.stat().st_mode) == 0o640
+
+
+def test_a_symlinked_quarantine_is_refused_and_nothing_goes_through_it(
+    tmp_path: Path, make_batch: MakeBatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    zone_dir = tmp_path / "zone"
+    zone_dir.mkdir()
+    (zone_dir / "quarantine").symlink_to(elsewhere)
+    path = make_batch(echo_records(1), directory=zone_dir)
+    rejection = BatchRejected(RejectReason.DIGEST_MISMATCH, "content changed", line=None)
+
+    with pytest.raises(UnsafeTargetFolder, match="unsafe_target_folder"):
+        DropZone(zone_dir).quarantine(path, rejection)
+
+    assert path.exists()
+    assert list(elsewhere.iterdir()) == []

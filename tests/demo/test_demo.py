@@ -125,6 +125,11 @@ def test_the_demo_answers_a_newcomers_requests_and_stops_cleanly(first_run: Firs
     assert stat.S_IMODE((run.demo_dir / "credentials.json").stat().st_mode) == 0o600
     assert set(credentials) >= {"admin", "user"}
     user, admin = credentials["user"], credentials["admin"]
+    for log in (run.demo_dir / "logs").glob("*.log"):  # the banner showed them: not logged
+        assert stat.S_IMODE(log.stat().st_mode) == 0o600, log.name
+        text = log.read_text(errors="replace")
+        assert user["password"] not in text, log.name
+        assert admin["password"] not in text, log.name
 
     with httpx.Client(timeout=10) as client:
         # The admin's password is the changed one: it works without a change being due.

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
+import pytest
 
 from airlink.records import Ack, Cancel
 from batchformat import SigningKey, load_signing_key
+from batchformat.errors import UnsafeFolder
+from batchformat.fsops import UnsafeTargetFolder
 from tests.link.conftest import T0, Side, SideFactory, at, publish, request
 
 ACK_ITEMS = "SELECT record FROM link_outbox_item WHERE kind = 'ack' ORDER BY group_id"
@@ -250,3 +253,32 @@ async def test_strays_in_the_inbox_are_left_alone(sides: SideFactory, key_dir: P
     assert [b.outcome for b in report.batches] == []
     assert (inbox / "notes.txt").read_text() == "not a batch"
     assert len(await processor.applied()) == 1
+
+
+async def test_a_world_writable_inbox_is_refused(sides: SideFactory, key_dir: Path) -> None:
+    processor = await sides.side("processor")
+    key = load_signing_key(key_dir / "request-net-1.key")
+    publish(processor.settings.inbox_dir, key, [request(1)], 1)
+    processor.settings.inbox_dir.chmod(0o777)
+    with pytest.raises(UnsafeFolder, match="writable by every local account"):
+        await processor.link.import_once(at(0))
+    assert await processor.applied() == []
+    processor.settings.inbox_dir.chmod(0o750)
+    report = await processor.link.import_once(at(0))
+    assert [batch.outcome for batch in report.batches] == ["applied"]
+
+
+async def test_a_symlinked_quarantine_is_refused_and_nothing_goes_through_it(
+    sides: SideFactory, key_dir: Path
+) -> None:
+    processor = await sides.side("processor")
+    inbox = processor.settings.inbox_dir
+    elsewhere = inbox.parent / "elsewhere"
+    elsewhere.mkdir()
+    processor.settings.quarantine_dir.symlink_to(elsewhere)
+    intruder = load_signing_key(key_dir / "intruder.key")
+    publish(inbox, intruder, [request(1)], 1)  # rejected: unknown key
+    with pytest.raises(UnsafeTargetFolder, match="unsafe_target_folder"):
+        await processor.link.import_once(at(0))
+    assert list(elsewhere.iterdir()) == []
+    assert await processor.applied() == []

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.transfer_agent.conftest import Site
+from transfer_agent.checks import route_problems
 from transfer_agent.config import ConfigError, load_config
 
 EXAMPLE = Path(__file__).parents[2] / "services" / "transfer-agent" / "agent.example.toml"
@@ -60,3 +62,24 @@ def test_mistakes_are_reported(tmp_path: Path, text: str, message: str) -> None:
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_a_world_writable_drop_zone_is_a_problem(site: Site) -> None:
+    route = load_config(site.write_config()).routes[0]
+    assert route_problems(route) == []
+    site.source.chmod(0o777)
+    assert route_problems(route) == [
+        f"route {route.name!r}: source {site.source} is writable by every local account "
+        "(mode 777); use 2770, 0750 or 0700 (drop_zone_world_writable)"
+    ]
+
+
+def test_a_symlinked_quarantine_is_a_problem_at_start(site: Site) -> None:
+    route = load_config(site.write_config()).routes[0]
+    elsewhere = site.source.parent / "elsewhere"
+    elsewhere.mkdir()
+    (site.source / "quarantine").symlink_to(elsewhere)
+    problems = route_problems(route)
+    assert len(problems) == 1
+    assert "unsafe_target_folder" in problems[0]
+    assert "is a symlink" in problems[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from batchformat import BatchName, SigningKey, TrustedKeys, verify_batch_file
 from batchformat.claims import ClaimFolder
+from batchformat.fsops import UnsafeTargetFolder
 from tests.transfer_agent.conftest import Site
 from transfer_agent.config import RouteConfig, load_config
 from transfer_agent.delivery import Cancelled, Outcome, RouteDelivery
@@ -233,3 +235,42 @@ def test_a_dead_agents_claims_are_adopted(site: Site) -> None:
 def test_trusted_keys_are_loaded_per_route(site: Site) -> None:
     config = route(site)
     assert TrustedKeys.from_files(config.trusted_keys).keys() == site.trusted.keys()
+
+
+def test_the_delivered_copy_is_private_whatever_the_umask(site: Site) -> None:
+    delivery = RouteDelivery(route(site), site.trusted)
+    batch = site.batch(1)
+    os.chmod(batch, 0o644)  # as a producer with a loose umask left it
+    previous = os.umask(0o000)
+    try:
+        result = delivery.deliver(claim(site, batch), NEVER)
+    finally:
+        os.umask(previous)
+    assert result.outcome is Outcome.DELIVERED
+    assert stat.S_IMODE((site.destination / batch.name).stat().st_mode) == 0o640
+
+
+def test_a_symlinked_sent_folder_is_refused_and_nothing_goes_through_it(site: Site) -> None:
+    elsewhere = site.source.parent / "elsewhere"
+    elsewhere.mkdir()
+    (site.source / "sent").symlink_to(elsewhere)
+    delivery = RouteDelivery(route(site), site.trusted)
+    claimed = claim(site, site.batch(1))
+    with pytest.raises(UnsafeTargetFolder, match="unsafe_target_folder"):
+        delivery.deliver(claimed, NEVER)
+    assert list(elsewhere.iterdir()) == []
+    assert claimed.exists()
+
+
+def test_a_symlinked_quarantine_is_refused_by_the_agent(site: Site) -> None:
+    elsewhere = site.source.parent / "elsewhere-q"
+    elsewhere.mkdir()
+    (site.source / "quarantine").symlink_to(elsewhere)
+    delivery = RouteDelivery(route(site), site.trusted)
+    batch = site.batch(1)
+    batch.write_bytes(batch.read_bytes().replace(b"}", b"} ", 1))  # damaged
+    claimed = claim(site, batch)
+    with pytest.raises(UnsafeTargetFolder, match="unsafe_target_folder"):
+        delivery.deliver(claimed, NEVER)
+    assert list(elsewhere.iterdir()) == []
+    assert claimed.exists()

@@ -167,7 +167,11 @@ class Demo:
         banner.write_credentials(self.layout, seeded, public)
         session = banner.curl_session(public, seeded)
         banner.write_try_it(self.layout, session)
-        say(banner.banner(self.layout, seeded, public, session, time.monotonic() - began))
+        # The banner shows both passwords: never in a log file, which only points to them.
+        self.console.show_secret(
+            banner.banner(self.layout, seeded, public, session, time.monotonic() - began),
+            logged_as=f"ready: credentials in {self.layout.credentials} (mode 600)",
+        )
 
     async def _provision(self) -> None:
         def provision() -> None:

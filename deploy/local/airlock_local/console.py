@@ -14,6 +14,7 @@ import structlog
 from airlock_local.layout import DemoLayout
 
 SUPERVISOR: Final = "demo"
+LOG_FILE_MODE: Final = 0o600  # processes' output may quote secrets: the demo's owner only
 _PALETTE: Final = ("36", "35", "33", "32", "34", "96", "95", "93", "92", "94")
 
 
@@ -46,13 +47,25 @@ class Console:
         self._write(f"{prefix} {text}\n")
 
     def say(self, text: str) -> None:
-        """A message of the supervisor's own (progress, restarts, the banner)."""
+        """A message of the supervisor's own (progress, restarts), to the terminal and its log."""
         for line in text.splitlines() or [""]:
-            self._log(SUPERVISOR).write(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S}Z {line}\n")
-            prefix = f"{SUPERVISOR:<{self._width}} |"
-            if self._colors:
-                prefix = f"\x1b[1m{prefix}\x1b[0m"
-            self._write(f"{prefix} {line}\n")
+            self._log_supervisor(line)
+            self._say_on_terminal(line)
+
+    def show_secret(self, text: str, logged_as: str) -> None:
+        """Text holding passwords: to the terminal only; the log file gets `logged_as`."""
+        self._log_supervisor(logged_as)
+        for line in text.splitlines() or [""]:
+            self._say_on_terminal(line)
+
+    def _log_supervisor(self, line: str) -> None:
+        self._log(SUPERVISOR).write(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S}Z {line}\n")
+
+    def _say_on_terminal(self, line: str) -> None:
+        prefix = f"{SUPERVISOR:<{self._width}} |"
+        if self._colors:
+            prefix = f"\x1b[1m{prefix}\x1b[0m"
+        self._write(f"{prefix} {line}\n")
 
     def _write(self, text: str) -> None:
         if self._stream_broken:
@@ -85,7 +98,11 @@ class Console:
         if handle is None:
             path = self._layout.log_file(name)
             path.parent.mkdir(parents=True, exist_ok=True)
-            handle = self._files[name] = path.open("a", encoding="utf-8", buffering=1)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+            fd = os.open(path, flags, LOG_FILE_MODE)
+            os.fchmod(fd, LOG_FILE_MODE)  # whatever the umask, and a log an older demo left
+            handle = open(fd, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (kept open)
+            self._files[name] = handle
         return handle
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -11,8 +12,8 @@ from typing import Final
 
 import msgspec
 
-from batchformat.errors import BatchRejected
-from batchformat.fsops import fsync_dir, rename_noreplace
+from batchformat.errors import BatchRejected, UnsafeFolder
+from batchformat.fsops import BATCH_FILE_MODE, fsync_dir, open_target_dir, rename_noreplace
 from batchformat.models import BatchName
 
 QUARANTINE_DIR: Final = "quarantine"
@@ -120,6 +121,8 @@ class DropZone:
             quarantined_at=datetime.now(UTC),
             from_folder=str(path.parent),
         )
+        # Refused before anything is written there: a symlinked quarantine/ gets nothing.
+        os.close(open_target_dir(self.quarantine_path))
         while True:
             target = _free_name(self.quarantine_path, path.name)
             # The reason is written first: a crash in between leaves the file where it was,
@@ -152,6 +155,20 @@ def _ignored_kind(entry: os.DirEntry[str], name: BatchName | None) -> IgnoredKin
     return None
 
 
+def check_folder_mode(folder: Path) -> None:
+    """Refuse a drop-zone folder that every local account may write into (UnsafeFolder).
+
+    Anyone who can write a drop zone can plant files and symlinks in it; the right modes are
+    2770 (services and agent share a group), 0750 or 0700 (docs/batch-format.md).
+    """
+    mode = os.stat(folder, follow_symlinks=False).st_mode
+    if mode & stat.S_IWOTH:
+        raise UnsafeFolder(
+            f"{folder} is writable by every local account (mode {stat.S_IMODE(mode):o});"
+            " use 2770, 0750 or 0700"
+        )
+
+
 def _free_name(folder: Path, name: str) -> Path:
     """`folder/name`, or `folder/name.N` when that is taken (the same batch rejected again)."""
     candidate = folder / name
@@ -166,6 +183,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
     """Replace `path` with `data`, never leaving it half-written."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}{PART_SUFFIX}")
     with temporary.open("wb") as file:
+        os.fchmod(file.fileno(), BATCH_FILE_MODE)  # says what the batch held, so as private
         file.write(data)
         file.flush()
         os.fsync(file.fileno())

@@ -26,6 +26,7 @@ class RejectReason(StrEnum):
     RECORD_INVALID = "record_invalid"
     NOT_A_REGULAR_FILE = "not_a_regular_file"
     NAME_CONFLICT = "name_conflict"  # a different batch of that name was already delivered
+    SEQ_TOO_FAR_AHEAD = "seq_too_far_ahead"  # beyond the highest seen by more than allowed
 
 
 class BatchRejected(Exception):
@@ -45,3 +46,9 @@ class BatchRejected(Exception):
 
 class KeyFileError(ValueError):
     """A key file is missing, malformed, or named with an invalid key id."""
+
+
+class UnsafeFolder(Exception):
+    """A drop-zone folder anyone could write into: refused, with a stable code."""
+
+    code = "drop_zone_world_writable"

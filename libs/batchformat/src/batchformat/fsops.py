@@ -10,7 +10,7 @@ import io
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from batchformat.errors import BatchRejected, RejectReason
 
@@ -44,6 +44,11 @@ def open_regular_file(path: Path) -> io.FileIO:
     return io.FileIO(fd, "r")
 
 
+# Batch files carry password hashes and payloads: readable by the service's user and group
+# only. Set with fchmod on the open file, so the process's umask cannot widen it.
+BATCH_FILE_MODE: Final = 0o640
+
+
 def open_part_file(path: Path) -> io.FileIO:
     """Open a hidden `.part` file for writing, exclusively, reclaiming one left by a crash.
 
@@ -52,7 +57,7 @@ def open_part_file(path: Path) -> io.FileIO:
     (FileExistsError). Keep the file open until it has been renamed to its final name.
     """
     while True:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, BATCH_FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -64,6 +69,7 @@ def open_part_file(path: Path) -> io.FileIO:
         except FileNotFoundError:
             same_file = False
         if same_file:
+            os.fchmod(fd, BATCH_FILE_MODE)
             os.ftruncate(fd, 0)
             return io.FileIO(fd, "w")
         os.close(fd)
@@ -77,24 +83,74 @@ def write_all(file: io.FileIO, data: bytes | bytearray | memoryview) -> None:
         view = view[written or 0 :]
 
 
-def rename_noreplace(src: Path, dst: Path) -> None:
-    """Rename atomically, failing with FileExistsError instead of replacing `dst`."""
-    if _renameat2 is not None:
-        result = _renameat2(
-            _AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE
+class UnsafeTargetFolder(OSError):
+    """A folder files are moved into is a symlink or owned by another account: refused."""
+
+    code = "unsafe_target_folder"
+
+
+def open_target_dir(folder: Path) -> int:
+    """A descriptor of `folder` to move files into: never a symlink, owned by us (or root).
+
+    Whoever can write a drop zone could replace `quarantine/` or `archive/` by a symlink to
+    any folder; moves go through this descriptor (renameat-style), so the folder checked is
+    the folder used. Close the descriptor when done.
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and folder.is_symlink():
+            raise UnsafeTargetFolder(
+                exc.errno, f"{UnsafeTargetFolder.code}: {folder} is a symlink", str(folder)
+            ) from None
+        raise
+    owner = os.fstat(fd).st_uid
+    if owner not in (os.geteuid(), 0):
+        os.close(fd)
+        raise UnsafeTargetFolder(
+            errno.EPERM,
+            f"{UnsafeTargetFolder.code}: {folder} is owned by uid {owner}, not by us",
+            str(folder),
         )
-        if result == 0:
-            return
-        err = ctypes.get_errno()
-        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise OSError(err, os.strerror(err), str(src), None, str(dst))
-    _link_then_unlink(src, dst)
+    return fd
 
 
-def _link_then_unlink(src: Path, dst: Path) -> None:
+def rename_noreplace(src: Path, dst: Path) -> None:
+    """Rename atomically, failing with FileExistsError instead of replacing `dst`.
+
+    `dst`'s folder is opened with open_target_dir (UnsafeTargetFolder if it is a symlink or
+    someone else's) and the rename goes through that descriptor.
+    """
+    dir_fd = open_target_dir(dst.parent)
+    try:
+        if _renameat2 is not None:
+            result = _renameat2(
+                _AT_FDCWD, os.fsencode(src), dir_fd, os.fsencode(dst.name), _RENAME_NOREPLACE
+            )
+            if result == 0:
+                return
+            err = ctypes.get_errno()
+            if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise OSError(err, os.strerror(err), str(src), None, str(dst))
+        _link_then_unlink(src, dst, dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def replace_into(src: Path, folder: Path) -> Path:
+    """Move `src` into `folder` under its name, replacing a file there; folder checked first."""
+    dir_fd = open_target_dir(folder)
+    try:
+        os.replace(src, src.name, dst_dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+    return folder / src.name
+
+
+def _link_then_unlink(src: Path, dst: Path, dir_fd: int) -> None:
     # For file systems without renameat2 flags: the link is the atomic no-replace step; a
     # crash before the unlink leaves both names on one inode, which `samefile` recognises.
-    os.link(src, dst, follow_symlinks=False)
+    os.link(src, dst.name, dst_dir_fd=dir_fd, follow_symlinks=False)
     os.unlink(src)
 
 

@@ -40,10 +40,12 @@ from batchformat import (
     Header,
     IgnoredEntry,
     IgnoredKind,
+    RejectReason,
     TrustedKeys,
 )
 from batchformat.claims import ClaimFolder
-from batchformat.fsops import rename_noreplace
+from batchformat.dropzone import check_folder_mode
+from batchformat.fsops import open_target_dir, rename_noreplace
 from servicekit.database import Connection, Pool
 
 CHUNK_RECORDS: Final = 5_000
@@ -100,6 +102,7 @@ class _Applied:
     acks: list[Ack]
 
 
+_HIGHEST_SEEN = "SELECT inbound_max_seq FROM link_peer WHERE peer = $1"
 _SEEN = "SELECT business_count FROM link_inbound_batch WHERE source = $1 AND batch_id = $2"
 _RECORD_BATCH = """
     INSERT INTO link_inbound_batch (source, batch_id, seq, created_at, record_count,
@@ -210,8 +213,14 @@ class Importer(Generic[R_contra]):
             log.warning("inbox_entry_ignored", peer=self._peer, name=entry.name, kind=entry.kind)
 
     def _open_claims(self) -> None:
+        # Each pass: a folder made world-writable while we run is refused from then on.
+        check_folder_mode(self._settings.inbox_dir)
         if not self._folders_ready:
             self._settings.archive_dir.mkdir(parents=True, exist_ok=True)
+            # Refused at start too, not only at the first move (UnsafeTargetFolder).
+            for folder in (self._settings.archive_dir, self._settings.quarantine_dir):
+                if folder.is_symlink() or folder.exists():
+                    os.close(open_target_dir(folder))
             if not self.claims.is_open:
                 self.claims.open()
             self._folders_ready = True
@@ -273,6 +282,7 @@ class Importer(Generic[R_contra]):
             await self._acknowledge(conn, name, business_count > 0, now)
             metrics.count_imported(self._peer, "duplicate", {})
             return "duplicate", verified.record_count
+        await self._check_seq_jump(conn, name)
         applied = await self._stream_into_handler(conn, reader)
         assert reader.result is not None, "the stream ends only after the trailer verified"
         header, count = applied.header, reader.result.record_count
@@ -287,6 +297,16 @@ class Importer(Generic[R_contra]):
         await self._acknowledge(conn, name, applied.business > 0, now)
         metrics.count_imported(self._peer, "applied", dict(applied.record_kinds))
         return "applied", count
+
+    async def _check_seq_jump(self, conn: Connection, name: BatchName) -> None:
+        """Refuse a new batch whose seq lies too far beyond the highest seen from the peer."""
+        highest = await conn.fetchval(_HIGHEST_SEEN, self._peer) or 0
+        limit = self._settings.max_seq_jump
+        if name.seq - highest > limit:
+            raise BatchRejected(
+                RejectReason.SEQ_TOO_FAR_AHEAD,
+                f"seq {name.seq} is more than {limit} beyond the highest seen ({highest})",
+            )
 
     async def _stream_into_handler(self, conn: Connection, reader: BatchReader) -> _Applied:
         types: Counter[type[Any]] = Counter()

@@ -29,6 +29,9 @@ class LinkSettings(msgspec.Struct, frozen=True, kw_only=True):
     resend_after_s: Seconds = 300.0
     sweep_interval_s: Seconds = 60.0
     stale_after_s: Seconds = 90.0
+    # How far a new batch's seq may lie beyond the highest seen: a valid, signed batch with
+    # an absurd seq would otherwise open a gap that never closes (docs/link-protocol.md).
+    max_seq_jump: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
 
     def __post_init__(self) -> None:
         if self.network_id == self.peer_network_id:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from batchformat import KeyFileError, TrustedKeys
+from batchformat.dropzone import check_folder_mode
+from batchformat.errors import UnsafeFolder
+from batchformat.fsops import UnsafeTargetFolder, open_target_dir
 from servicekit.health import probe_folder
 from transfer_agent.config import AgentConfig, RouteConfig
 
@@ -27,6 +31,8 @@ def route_problems(route: RouteConfig) -> list[str]:
                     f"{label} {folder} is on another file system than the source: "
                     "batches are moved there by rename"
                 )
+    for label, folder in [("quarantine", route.quarantine_path), ("archive", route.archive_path)]:
+        problems += _target_problems(folder, label)
     if route.destination_archive is not None and not route.destination_archive.is_dir():
         problems.append(f"destination_archive {route.destination_archive} is not a folder")
     return [f"route {route.name!r}: {problem}" for problem in problems]
@@ -44,6 +50,23 @@ def _folder_problems(folder: Path, label: str) -> list[str]:
         probe_folder(folder)
     except OSError as exc:
         return [f"{label} {folder} is not readable and writable: {exc.strerror}"]
+    try:
+        check_folder_mode(folder)
+    except UnsafeFolder as exc:
+        return [f"{label} {exc} ({exc.code})"]
+    return []
+
+
+def _target_problems(folder: Path, label: str) -> list[str]:
+    """A folder batches are moved into must not be a symlink or someone else's."""
+    if not folder.is_symlink() and not folder.exists():
+        return []  # created on first use
+    try:
+        os.close(open_target_dir(folder))
+    except UnsafeTargetFolder as exc:
+        return [f"{label} {exc.strerror}"]
+    except OSError as exc:
+        return [f"{label} {folder}: {exc.strerror}"]
     return []
 
 

@@ -32,6 +32,7 @@ from batchformat.fsops import (
     open_part_file,
     open_regular_file,
     rename_noreplace,
+    replace_into,
     write_all,
 )
 from transfer_agent.config import RouteConfig
@@ -187,8 +188,7 @@ class RouteDelivery:
             return
         archive = self.config.archive_path
         archive.mkdir(parents=True, exist_ok=True)
-        target = archive / claimed.name
-        os.replace(claimed, target)
+        target = replace_into(claimed, archive)  # refuses a symlinked or foreign archive
         os.utime(target, follow_symlinks=False)  # kept archive_days from delivery, not creation
         fsync_dir(archive)
 
