@@ -123,6 +123,9 @@ def live_settings(data_dir: Path, database_url: str, redis_url: str) -> GatewayS
         # check; with `closed`, a check that fails anyway shows as a 503, never as a 202.
         rate_limit_on_redis_error="closed",
         rate_limit_timeout_s=10.0,
+        # Small, so that a test can hold more idle-body connections than the limit.
+        body_timeout_s=2.0,
+        max_connections=32,
     )
 
 
@@ -154,6 +157,8 @@ def serve(settings: GatewaySettings, *, workers: int = 2) -> Iterator[LiveGatewa
         GATEWAY_LOG_FORMAT="json",
         GATEWAY_RATE_LIMIT_ON_REDIS_ERROR=settings.rate_limit_on_redis_error,
         GATEWAY_RATE_LIMIT_TIMEOUT_S=str(settings.rate_limit_timeout_s),
+        GATEWAY_BODY_TIMEOUT_S=str(settings.body_timeout_s),
+        GATEWAY_MAX_CONNECTIONS=str(settings.max_connections),
     )
     log = settings.data_dir / "server.log"
     with log.open("ab") as output:

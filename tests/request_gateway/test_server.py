@@ -25,6 +25,7 @@ from tests.request_gateway.live import (
     per_process,
     samples,
 )
+from tests.servicekit.raw_http import abandon_body, idle_bodies
 
 SUBMITS = 60
 SUBMIT_PATH = "/api/v1/requests"
@@ -205,3 +206,35 @@ def test_production_refuses_default_secrets_without_printing_any(tmp_path: Path)
     output = result.stderr + result.stdout
     assert DEV_JWT_SECRET not in output
     assert redis_password not in output
+
+
+async def test_idle_body_connections_beyond_the_limit_leave_health_and_login_answering(
+    live: LiveGateway,
+) -> None:
+    # More silent bodies than both workers together take in at once (backpressure).
+    held = 2 * live.settings.max_connections + 16
+    async with idle_bodies(live.url, "/api/v1/auth/login", held) as readers:
+        async with httpx.AsyncClient(base_url=live.url, timeout=30) as client:
+            health = await client.get("/health/live")
+        member = await live.member()
+        # Each silent body was answered 408 with our error body once its timeout passed.
+        first = await asyncio.wait_for(readers[0].read(4096), timeout=30)
+    assert health.status_code == 200
+    assert member.access_token
+    assert first.startswith(b"HTTP/1.1 408")
+    assert b'"code":"request_timeout"' in first
+
+
+async def test_a_client_leaving_mid_body_is_counted_as_499_not_500(live: LiveGateway) -> None:
+    # A route of its own: the idle-body test's connections, closed early, are 499s too.
+    path = "/api/v1/auth/refresh"
+    labels = {"path": path, "method": "POST"}
+    before = await served(live, **labels, status_code="499")
+    await abandon_body(live.url, path)
+    since = await settled(live, before, 1, **labels, status_code="499")
+    assert sum(since.values()) == 1
+    assert sum((await served(live, **labels, status_code="500")).values()) == 0
+    lines = [line for line in live.log.read_text().splitlines() if path in line]
+    assert len(lines) == 1
+    assert '"status":499' in lines[0]
+    assert "Traceback" not in live.log.read_text()

@@ -203,3 +203,18 @@ async def test_errors_and_access_lines_use_the_shared_shape(
 def test_litestars_own_logging_configuration_is_switched_off() -> None:
     app = _app(ServiceKitConfig(service="test-gateway"))
     assert app.logging_config is None
+
+
+async def test_the_configured_body_limit_is_the_only_one_above_litestars_default() -> None:
+    # Litestar's own limit (10,000,000 bytes) used to refuse bodies the setting allowed.
+    config = ServiceKitConfig(service="test-gateway", max_body_bytes=16 * 1024 * 1024)
+    headers = {"X-API-Key": API_KEY}
+    async with AsyncTestClient(_app(config)) as test_client:
+        accepted = await test_client.post("/notes", content=b"x" * 12_000_000, headers=headers)
+        refused = await test_client.post(
+            "/notes", content=b"x" * (16 * 1024 * 1024 + 1), headers=headers
+        )
+    assert accepted.status_code == 201
+    assert accepted.json() == {"bytes": 12_000_000}
+    assert refused.status_code == 413
+    assert refused.json()["error"]["code"] == "payload_too_large"

@@ -15,10 +15,15 @@ from typing import Any
 from litestar import Request
 from litestar.exceptions import HTTPException
 from litestar.plugins.prometheus import PrometheusMiddleware
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import HTTP_408_REQUEST_TIMEOUT, HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Message, Receive, Scope, Send
 
 from servicekit.errors import ApiError
+from servicekit.middleware import (
+    CLIENT_DISCONNECTED_STATUS,
+    BodyTimeoutError,
+    ClientDisconnectedError,
+)
 
 __all__ = ["RequestMetricsMiddleware", "status_of"]
 
@@ -27,6 +32,11 @@ def status_of(exc: BaseException) -> int:
     """The status the app's exception handlers answer `exc` with."""
     if isinstance(exc, ApiError | HTTPException):
         return int(exc.status_code)
+    if isinstance(exc, BodyTimeoutError):
+        return HTTP_408_REQUEST_TIMEOUT
+    if isinstance(exc, ClientDisconnectedError):
+        # Not a server error: a client leaving must not move the error-rate alert.
+        return CLIENT_DISCONNECTED_STATUS
     return HTTP_500_INTERNAL_SERVER_ERROR
 
 

@@ -5,13 +5,15 @@ Litestar runs middleware only for requests that matched a route, so the work is 
 - `RequestContextMiddleware` (matched routes) picks the request id, binds it to structlog's
   context variables for every line logged while the handler runs, and starts the clock;
 - `BodyLimitMiddleware` refuses bodies over the limit with 413, by their declared length or
-  while they stream in;
+  while they stream in, answers 408 to a body that does not arrive in time (the servers have
+  no body-read timeout of their own), and turns a client that leaves mid-body into a 499;
 - `ResponseFinisher` (a ``before_send`` hook, which sees *every* response, 404 and 405
   included) echoes ``X-Request-ID``, adds the security headers and writes the access line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -27,12 +29,15 @@ from litestar.types import ASGIApp, HTTPScope, Message, Receive, ReceiveMessage,
 
 __all__ = [
     "ACCESS_LOG_EXCLUDE_OPT_KEY",
+    "CLIENT_DISCONNECTED_STATUS",
     "METRICS_EXCLUDE_OPT_KEY",
     "NO_CREDENTIAL_OPT",
     "PUBLIC_ENDPOINT_OPT",
     "REQUEST_ID_HEADER",
     "SECURITY_HEADERS",
     "BodyLimitMiddleware",
+    "BodyTimeoutError",
+    "ClientDisconnectedError",
     "RequestContextMiddleware",
     "ResponseFinisher",
     "request_id_for",
@@ -81,6 +86,17 @@ _STATE_STARTED_AT: Final = "servicekit_started_at"
 
 _access_log = structlog.get_logger("servicekit.access")
 
+CLIENT_DISCONNECTED_STATUS: Final = 499
+"""The status (nginx's) a request is counted and logged with when its client left mid-body."""
+
+
+class BodyTimeoutError(Exception):
+    """The request body did not arrive within the body timeout."""
+
+
+class ClientDisconnectedError(Exception):
+    """The client closed the connection before its request body was complete."""
+
 
 def request_id_for(scope: Scope) -> str:
     """Return the request's id: a sane incoming ``X-Request-ID`` or a new one, fixed per request."""
@@ -108,35 +124,54 @@ class RequestContextMiddleware(ASGIMiddleware):
 
 
 class BodyLimitMiddleware(ASGIMiddleware):
-    """Refuse request bodies larger than ``max_body_bytes`` with 413."""
+    """Refuse bodies over ``max_body_bytes`` (413) or slower than ``body_timeout_s`` (408).
 
-    # Litestar's own ``request_max_body_size`` cannot be set from a plugin (the app reads
-    # its constructor argument, not the configuration plugins amend), so the limit lives here.
+    A client that has left before its body was complete raises `ClientDisconnectedError`
+    (answered and counted as 499, one access line) instead of Litestar's 500.
+    """
+
+    # Litestar's own limit is set to the same value by the plugin, so this one always answers.
     scopes = (ScopeType.HTTP,)
 
-    def __init__(self, max_body_bytes: int) -> None:
+    def __init__(self, max_body_bytes: int, body_timeout_s: float | None = None) -> None:
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        """Check the declared length, then count the bytes actually received."""
+        """Check the declared length, then count and time the bytes actually received."""
         declared = Headers.from_scope(scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             raise RequestEntityTooLarge
-        await next_app(scope, self._counting(receive), send)
+        await next_app(scope, self._guarded(receive), send)
 
-    def _counting(self, receive: Receive) -> Receive:
+    def _guarded(self, receive: Receive) -> Receive:
         received = 0
+        complete = False
+        # One deadline for the whole body, from the request's start: a client dripping a
+        # byte at a time must not hold the connection for longer than a silent one.
+        loop = asyncio.get_running_loop()
+        deadline = None if self.body_timeout_s is None else loop.time() + self.body_timeout_s
 
-        async def counting_receive() -> ReceiveMessage:
-            nonlocal received
-            message = await receive()
+        async def guarded_receive() -> ReceiveMessage:
+            nonlocal received, complete
+            if complete:
+                # After the body, receive only waits for a disconnect: no deadline applies.
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeoutError from None
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnectedError
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     raise RequestEntityTooLarge
+                complete = not message.get("more_body", False)
             return message
 
-        return counting_receive
+        return guarded_receive
 
 
 class ResponseFinisher:

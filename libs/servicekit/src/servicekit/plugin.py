@@ -16,15 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
+from litestar import Litestar, Request, Response
 from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
 from litestar.plugins import InitPluginProtocol
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import Method
 
-from servicekit.errors import exception_handlers
+from servicekit.error_codes import ErrorCode
+from servicekit.errors import ErrorBody, error_response, exception_handlers
 from servicekit.health import (
     DEFAULT_BUDGET_S,
     DEFAULT_REPORT_MAX_AGE_S,
@@ -35,9 +37,12 @@ from servicekit.health import (
 from servicekit.http_metrics import RequestMetricsMiddleware
 from servicekit.metrics import metrics_handler
 from servicekit.middleware import (
+    CLIENT_DISCONNECTED_STATUS,
     METRICS_EXCLUDE_OPT_KEY,
     REQUEST_ID_HEADER,
     BodyLimitMiddleware,
+    BodyTimeoutError,
+    ClientDisconnectedError,
     RequestContextMiddleware,
     ResponseFinisher,
 )
@@ -45,6 +50,7 @@ from servicekit.middleware import (
 __all__ = ["ServiceKitConfig", "ServiceKitPlugin"]
 
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
+DEFAULT_BODY_TIMEOUT_S: Final = 30.0
 
 _CORS_METHODS: Final[Sequence[Method]] = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _CORS_REQUEST_HEADERS: Final = [
@@ -82,6 +88,8 @@ class ServiceKitConfig:
     """Origins allowed to call the API from a browser; none by default (no CORS headers)."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Larger request bodies are refused with 413 ``payload_too_large``."""
+    body_timeout_s: float | None = DEFAULT_BODY_TIMEOUT_S
+    """A body not complete this long after the request started gets 408 ``request_timeout``."""
     metrics_prefix: str = "http"
     """Request metrics are ``{prefix}_requests_total``, ``{prefix}_request_duration_seconds``."""
 
@@ -110,12 +118,25 @@ class ServiceKitPlugin(InitPluginProtocol):
         # Outermost, so that authentication and every other middleware log with the request id.
         app_config.middleware.insert(0, RequestContextMiddleware())
         app_config.middleware.insert(1, self._prometheus_config().middleware)
-        app_config.middleware.insert(2, BodyLimitMiddleware(config.max_body_bytes))
+        app_config.middleware.insert(
+            2, BodyLimitMiddleware(config.max_body_bytes, config.body_timeout_s)
+        )
+        app_config.exception_handlers.setdefault(BodyTimeoutError, _body_timeout_handler)
+        app_config.exception_handlers.setdefault(
+            ClientDisconnectedError, _client_disconnected_handler
+        )
+        # Litestar reads its own body limit (10 MB by default) from its constructor argument,
+        # never from the configuration a plugin amends; set on the app before the first
+        # request, it is the same as ours, so ours answers (with our error body) first.
+        app_config.on_startup.insert(0, self._align_litestar_body_limit)
         app_config.before_send.append(ResponseFinisher())
         app_config.logging_config = None
         if config.cors_origins:
             app_config.cors_config = self._cors_config()
         return app_config
+
+    def _align_litestar_body_limit(self, app: Litestar) -> None:
+        app.request_max_body_size = self.config.max_body_bytes
 
     def _prometheus_config(self) -> PrometheusConfig:
         return PrometheusConfig(
@@ -135,3 +156,22 @@ class ServiceKitPlugin(InitPluginProtocol):
             expose_headers=list(_CORS_EXPOSED_HEADERS),
             allow_credentials=False,
         )
+
+
+def _body_timeout_handler(
+    request: Request[Any, Any, Any], exc: BodyTimeoutError
+) -> Response[ErrorBody]:
+    # The unread rest of the body makes the connection unusable: the client must reconnect.
+    return error_response(
+        408,
+        ErrorCode.REQUEST_TIMEOUT,
+        "The request body did not arrive in time.",
+        headers={"connection": "close"},
+    )
+
+
+def _client_disconnected_handler(
+    request: Request[Any, Any, Any], exc: ClientDisconnectedError
+) -> Response[None]:
+    # Nobody reads this answer: it exists so the access line and the metrics say 499.
+    return Response(None, status_code=CLIENT_DISCONNECTED_STATUS)

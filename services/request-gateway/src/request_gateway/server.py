@@ -20,6 +20,7 @@ from pathlib import Path
 
 from granian import Granian
 from granian.constants import Interfaces, Loops
+from granian.http import HTTP1Settings
 
 from airlink.endpoint import load_link_keys
 from request_gateway.runtime import embedded_services, prepare_database
@@ -51,6 +52,11 @@ def serve(settings: GatewaySettings) -> None:
             loop=Loops.auto,
             log_enabled=False,  # servicekit logs each request itself
             respawn_failed_workers=True,
+            # Requests in progress per worker: more connections wait in the backlog instead
+            # of starving the ones in progress; the body timeout (servicekit) frees them.
+            backpressure=settings.max_connections,
+            # Granian's header timeout also ends idle keep-alive connections.
+            http1_settings=HTTP1Settings(header_read_timeout=settings.idle_timeout_s * 1000),
             ssl_cert=_path(settings.tls_cert_file),
             ssl_key=_path(settings.tls_key_file),
         )

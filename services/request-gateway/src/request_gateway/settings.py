@@ -45,6 +45,9 @@ class GatewaySettings(LinkEndpointSettings, frozen=True, kw_only=True):
     tls_key_file: Path | None = None
     cors_origins: list[str] = msgspec.field(default_factory=list)
     max_body_bytes: PositiveInt = 1024 * 1024
+    body_timeout_s: PositiveFloat = 30.0  # a body not complete by then: 408, connection closed
+    idle_timeout_s: PositiveInt = 30  # a connection without a request (headers) this long: closed
+    max_connections: PositiveInt = 256  # requests in progress per worker; more wait or get 503
 
     # Authentication
     jwt_secret: Secret = DEV_JWT_SECRET

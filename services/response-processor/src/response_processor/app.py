@@ -89,6 +89,7 @@ def create_app(settings: ProcessorSettings) -> Litestar:
                     health_checks=lambda app: health_checks(app.state.runtime),
                     cors_origins=settings.cors_origins,
                     max_body_bytes=settings.max_body_bytes,
+                    body_timeout_s=settings.body_timeout_s,
                 )
             )
         ],

@@ -17,6 +17,10 @@ async def serve(settings: ProcessorSettings) -> None:
         log_config=None,  # servicekit's logging is already configured
         access_log=False,  # servicekit logs one line per request itself
         lifespan="on",
+        # uvicorn answers 503 itself beyond this many connections; the body timeout
+        # (servicekit) frees the ones a client holds open without sending its body.
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.idle_timeout_s,
         ssl_certfile=settings.tls_cert_file,
         ssl_keyfile=settings.tls_key_file,
     )

@@ -52,6 +52,9 @@ class ProcessorSettings(LinkEndpointSettings, frozen=True, kw_only=True):
     admin_allowed_networks: list[str] = msgspec.field(default_factory=list)  # empty: any
     cors_origins: list[str] = msgspec.field(default_factory=list)
     max_body_bytes: PositiveInt = 16 * 1024 * 1024  # bulk document loads are large
+    body_timeout_s: PositiveFloat = 30.0  # a body not complete by then: 408, connection closed
+    idle_timeout_s: PositiveInt = 30  # a connection without a request (headers) this long: closed
+    max_connections: PositiveInt = 256  # requests in progress per worker; more wait or get 503
 
     # The link: LinkEndpointSettings declares the rest (docs/link-protocol.md)
     network_id: NetworkId = PROCESSOR_NETWORK_ID
