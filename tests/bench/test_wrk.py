@@ -73,8 +73,8 @@ def recorder_url() -> Iterator[str]:
         server.server_close()
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_request_list_is_sent_as_given_and_statuses_counted(recorder_url: str) -> None:
+    assert shutil.which("wrk"), "wrk is missing: apt-get install wrk (.ci/run installs it)"
     requests = [
         WrkRequest("GET", "/a", {"X-Token": "one\ttab 100%"}),
         WrkRequest("POST", "/b", {"X-Token": "two"}, '{"line":"x\\ny"}\n'),

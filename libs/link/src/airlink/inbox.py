@@ -282,9 +282,11 @@ class Importer(Generic[R_contra]):
             await self._acknowledge(conn, name, business_count > 0, now)
             metrics.count_imported(self._peer, "duplicate", {})
             return "duplicate", verified.record_count
-        await self._check_seq_jump(conn, name)
         applied = await self._stream_into_handler(conn, reader)
         assert reader.result is not None, "the stream ends only after the trailer verified"
+        # After the signature verified, so a forged batch is reported as forged; the
+        # transaction rolls back what the handler applied.
+        await self._check_seq_jump(conn, name)
         header, count = applied.header, reader.result.record_count
         recorded = await conn.fetchval(
             _RECORD_BATCH,
