@@ -21,9 +21,11 @@ from typing import Any, Final
 from litestar import Litestar, Request, Response
 from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
+from litestar.enums import ScopeType
 from litestar.plugins import InitPluginProtocol
 from litestar.plugins.prometheus import PrometheusConfig
-from litestar.types import Method
+from litestar.routes import HTTPRoute
+from litestar.types import Message, Method, Scope
 
 from servicekit.error_codes import ErrorCode
 from servicekit.errors import ErrorBody, error_response, exception_handlers
@@ -130,6 +132,7 @@ class ServiceKitPlugin(InitPluginProtocol):
         # request, it is the same as ours, so ours answers (with our error body) first.
         app_config.on_startup.insert(0, self._align_litestar_body_limit)
         app_config.before_send.append(ResponseFinisher())
+        app_config.before_send.append(AllowEveryMethod())
         app_config.logging_config = None
         if config.cors_origins:
             app_config.cors_config = self._cors_config()
@@ -175,3 +178,33 @@ def _client_disconnected_handler(
 ) -> Response[None]:
     # Nobody reads this answer: it exists so the access line and the metrics say 499.
     return Response(None, status_code=CLIENT_DISCONNECTED_STATUS)
+
+
+class AllowEveryMethod:
+    """``before_send`` hook: an OPTIONS answer's ``Allow`` names every method of its path.
+
+    Litestar 2 makes a path's automatic OPTIONS handler when the path's first handler is
+    registered and never updates it, so methods registered later for the same path were
+    missing (litestar#4169, fixed only in Litestar 3). The methods are read from the app's
+    routes once, on the first OPTIONS request.
+    """
+
+    def __init__(self) -> None:
+        self._allow: dict[str, list[tuple[bytes, bytes]]] | None = None
+
+    async def __call__(self, message: Message, scope: Scope) -> None:
+        """Replace the Allow header of an OPTIONS answer with the route's methods."""
+        if message["type"] != "http.response.start" or scope["type"] != ScopeType.HTTP:
+            return
+        if scope["method"] != "OPTIONS":
+            return
+        if self._allow is None:
+            self._allow = {
+                route.path_format: [(b"allow", ", ".join(sorted(route.methods)).encode())]
+                for route in scope["app"].routes
+                if isinstance(route, HTTPRoute)
+            }
+        allow = self._allow.get(scope.get("path_template") or "")
+        if allow is not None:
+            headers = [(k, v) for k, v in message.get("headers") or [] if k.lower() != b"allow"]
+            message["headers"] = headers + allow
