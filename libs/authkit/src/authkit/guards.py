@@ -43,7 +43,7 @@ def requires_roles(*roles: str) -> AsyncGuard:
     ) -> None:
         # Litestar's automatic OPTIONS handler inherits its controller's guards; a CORS
         # preflight carries no credential and learns only the Allow list, so it passes.
-        if connection.scope["method"] == "OPTIONS":
+        if connection.scope.get("method") == "OPTIONS":
             return
         if not current_user(connection).has_any_role(*wanted):
             raise AuthError(AuthErrorCode.FORBIDDEN)
