@@ -67,8 +67,8 @@ SECURITY_HEADERS: Final[Mapping[str, str]] = {
     # API answers are per user and change with every write: nothing may cache them.
     "cache-control": "no-store",
 }
-# A JSON API never needs to load, frame or submit anything. HTML answers (the OpenAPI docs
-# page) are left without it, because they load their scripts from elsewhere.
+# A JSON API never needs to load, frame or submit anything. An answer that brings its own
+# policy keeps it (the API docs page: its scripts and styles, from this origin only).
 _CONTENT_SECURITY_POLICY: Final = (
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
@@ -190,8 +190,7 @@ class ResponseFinisher:
         raw = [(name, value) for name, value in raw if name.lower() != _REQUEST_ID_KEY]
         raw.append((_REQUEST_ID_KEY, request_id.encode("latin-1")))
         raw.extend(header for header in _SECURITY_HEADERS_RAW if header[0] not in present)
-        content_type = next((value for name, value in raw if name.lower() == b"content-type"), b"")
-        if b"content-security-policy" not in present and not content_type.startswith(b"text/html"):
+        if b"content-security-policy" not in present:
             raw.append((b"content-security-policy", _CONTENT_SECURITY_POLICY.encode()))
         message["headers"] = raw
         _log_access(scope, message["status"], request_id)

@@ -8,13 +8,15 @@
 It registers the error handlers, ``/health``, ``/health/live`` and ``/metrics``, the request
 id middleware, the access log, Prometheus request metrics (labelled by route template and
 status; operational endpoints excluded), security headers, CORS for the configured origins
-only, and the request body limit. It also switches Litestar's own logging configuration off:
+only, and the request body limit. It amends the OpenAPI document (our error body on every
+operation, closed schemas, security schemes) and serves the docs page without a CDN (see
+`servicekit.openapi`). It also switches Litestar's own logging configuration off:
 `servicekit.logs.configure_logging` owns logging, and Litestar's would replace its handlers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -22,9 +24,10 @@ from litestar import Litestar, Request, Response
 from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
 from litestar.enums import ScopeType
-from litestar.plugins import InitPluginProtocol
+from litestar.openapi.spec import SecurityScheme
+from litestar.plugins import InitPluginProtocol, ReceiveRoutePlugin
 from litestar.plugins.prometheus import PrometheusConfig
-from litestar.routes import HTTPRoute
+from litestar.routes import BaseRoute, HTTPRoute
 from litestar.types import Message, Method, Scope
 
 from servicekit.error_codes import ErrorCode
@@ -48,6 +51,7 @@ from servicekit.middleware import (
     RequestContextMiddleware,
     ResponseFinisher,
 )
+from servicekit.openapi import ApiDocs, add_schema_plugins
 
 __all__ = ["ServiceKitConfig", "ServiceKitPlugin"]
 
@@ -94,13 +98,17 @@ class ServiceKitConfig:
     """A body not complete this long after the request started gets 408 ``request_timeout``."""
     metrics_prefix: str = "http"
     """Request metrics are ``{prefix}_requests_total``, ``{prefix}_request_duration_seconds``."""
+    security_schemes: Mapping[str, SecurityScheme] = field(default_factory=dict)
+    """The credentials the API accepts (`servicekit.openapi.BEARER_JWT`, `api_key_header`):
+    declared in the OpenAPI document and required by every operation that authenticates."""
 
 
-class ServiceKitPlugin(InitPluginProtocol):
+class ServiceKitPlugin(InitPluginProtocol, ReceiveRoutePlugin):
     """Adds servicekit's error handling, operational endpoints and middleware to an app."""
 
     def __init__(self, config: ServiceKitConfig) -> None:
         self.config = config
+        self._api_docs = ApiDocs(config.security_schemes)
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Amend the app's configuration before Litestar builds it."""
@@ -136,7 +144,14 @@ class ServiceKitPlugin(InitPluginProtocol):
         app_config.logging_config = None
         if config.cors_origins:
             app_config.cors_config = self._cors_config()
+        if app_config.openapi_config is not None:
+            app_config.openapi_config = self._api_docs.amend_config(app_config.openapi_config)
+            add_schema_plugins(app_config.plugins)
         return app_config
+
+    def receive_route(self, route: BaseRoute) -> None:
+        """Document each route's error answers and security as Litestar registers it."""
+        self._api_docs.document_route(route)
 
     def _align_litestar_body_limit(self, app: Litestar) -> None:
         app.request_max_body_size = self.config.max_body_bytes

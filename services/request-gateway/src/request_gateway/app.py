@@ -23,6 +23,7 @@ from request_gateway.health import health_checks
 from request_gateway.runtime import open_runtime
 from request_gateway.settings import GatewaySettings, load
 from servicekit.metrics import mark_worker_dead
+from servicekit.openapi import BEARER_JWT, api_key_header
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
 
 VERSION: Final = "0.1.0"
@@ -73,6 +74,10 @@ def create_app(settings: GatewaySettings) -> Litestar:
                     cors_origins=settings.cors_origins,
                     max_body_bytes=settings.max_body_bytes,
                     body_timeout_s=settings.body_timeout_s,
+                    security_schemes={
+                        "bearer": BEARER_JWT,
+                        "apiKey": api_key_header(API_KEY_HEADER),
+                    },
                 )
             )
         ],

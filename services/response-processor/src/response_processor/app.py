@@ -27,6 +27,7 @@ from response_processor.api.users import UsersController
 from response_processor.health import health_checks
 from response_processor.runtime import Runtime, open_runtime
 from response_processor.settings import ProcessorSettings
+from servicekit.openapi import BEARER_JWT
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
 
 VERSION: Final = "0.1.0"
@@ -90,6 +91,7 @@ def create_app(settings: ProcessorSettings) -> Litestar:
                     cors_origins=settings.cors_origins,
                     max_body_bytes=settings.max_body_bytes,
                     body_timeout_s=settings.body_timeout_s,
+                    security_schemes={"bearer": BEARER_JWT},
                 )
             )
         ],
