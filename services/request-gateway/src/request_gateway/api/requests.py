@@ -8,6 +8,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
@@ -43,13 +44,24 @@ class RequestIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     payload: dict[str, Any]
 
 
+# The other success each route may answer (the document lists every status it can get).
+_REPLAYED: Final = ResponseSpec(
+    RequestOut,
+    description="A replayed Idempotency-Key: the request it made.",
+    generate_examples=False,
+)
+_FORWARDED: Final = ResponseSpec(
+    RequestOut, description="Already sent: a cancel is forwarded.", generate_examples=False
+)
+
+
 class RequestsController(Controller):
     """A user's own requests; anyone else's are invisible (404)."""
 
     path = "/api/v1/requests"
     tags = ("requests",)
 
-    @post("/", status_code=HTTP_202_ACCEPTED)
+    @post("/", status_code=HTTP_202_ACCEPTED, responses={HTTP_200_OK: _REPLAYED})
     async def submit(
         self,
         request: Request[Any, Any, Any],
@@ -117,7 +129,9 @@ class RequestsController(Controller):
                 conn, user_id=user_id, status=status, cursor=cursor, limit=limit
             )
 
-    @delete("/{request_id:uuid}", status_code=HTTP_200_OK)
+    @delete(
+        "/{request_id:uuid}", status_code=HTTP_200_OK, responses={HTTP_202_ACCEPTED: _FORWARDED}
+    )
     async def cancel(
         self, request: Request[Any, Any, Any], request_id: FromPath[uuid.UUID]
     ) -> Response[RequestOut]:
