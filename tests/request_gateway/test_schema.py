@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -24,6 +25,7 @@ from schemathesis import Case, GenerationMode
 
 from request_gateway.app import create_app
 from request_gateway.settings import GatewaySettings
+from servicekit.openapi import DOCS_CONTENT_SECURITY_POLICY
 from servicekit.testing import MakeDatabase
 from tests import schema_checks
 from tests.request_gateway.conftest import profile_type
@@ -68,6 +70,23 @@ def test_the_server_serves_this_document(live: LiveGateway) -> None:
     served = httpx.get(f"{live.url}/schema/openapi.json", timeout=30)
     assert served.status_code == 200
     assert served.json() == DOCUMENT
+
+
+def test_the_server_serves_its_docs_page_and_every_asset_itself(live: LiveGateway) -> None:
+    page = httpx.get(f"{live.url}/schema", timeout=30)
+    assert page.status_code == 200
+    assert page.headers["content-security-policy"] == DOCS_CONTENT_SECURITY_POLICY
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert urls
+    for url in urls:
+        assert url.startswith("/schema/assets/"), url
+        asset = httpx.get(f"{live.url}{url}", timeout=30)
+        assert asset.status_code == 200, url
+        assert asset.headers["content-type"].split(";")[0] in {
+            "text/javascript",
+            "text/css",
+            "image/png",
+        }, url
 
 
 def check_answer(case: Case[Any], live: LiveGateway, member: Member) -> Any:
