@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import ResponseSpec
 
 from servicekit.middleware import PUBLIC_ENDPOINT_OPT
 from servicekit.redaction import scrub_text
@@ -235,7 +236,13 @@ def health_handlers(
     """Build ``GET /health`` (the report; 200 or 503) and ``GET /health/live`` (always 200)."""
     shared = SharedReport(max_age_s)
 
-    @get("/health", opt=dict(PUBLIC_ENDPOINT_OPT), name="health")
+    unhealthy = ResponseSpec(
+        HealthReport,
+        description="A critical check failed: the same report.",
+        generate_examples=False,
+    )
+
+    @get("/health", opt=dict(PUBLIC_ENDPOINT_OPT), name="health", responses={503: unhealthy})
     async def health(request: Request[Any, Any, Any]) -> Response[HealthReport]:
         """Report each dependency check; 503 when a critical one fails."""
         report = await shared.get(checks(request.app), budget_s)
