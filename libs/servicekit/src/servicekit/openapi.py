@@ -53,6 +53,8 @@ __all__ = [
     "DOCS_CONTENT_SECURITY_POLICY",
     "ApiDocs",
     "ForbidUnknownFieldsSchemaPlugin",
+    "SwaggerPage",
+    "add_schema_plugins",
     "api_key_header",
     "error_statuses",
 ]
@@ -172,7 +174,13 @@ def _verifies_a_password(handler: HTTPRouteHandler, checks_credential: bool) -> 
 
 
 class ApiDocs:
-    """What `ServiceKitPlugin` adds to an app's OpenAPI document and docs page."""
+    """What `ServiceKitPlugin` adds to an app's OpenAPI document and docs page.
+
+    Litestar builds the document lazily, from the registered handlers, with no hook after
+    it: the errors and security are set on each handler as its route is registered
+    (``ReceiveRoutePlugin``), the one moment its guards, path parameters and signature are
+    all known, and before any document exists.
+    """
 
     def __init__(self, security_schemes: Mapping[str, SecurityScheme]) -> None:
         self.security_schemes = dict(security_schemes)
@@ -252,8 +260,6 @@ _ASSETS: Final[Mapping[str, tuple[Path, str]]] = {
     "favicon-32x32.png": (_SWAGGER_UI / "favicon-32x32.png", "image/png"),
     "swagger-init.js": (_OWN_ASSETS / "swagger-init.js", "text/javascript"),
 }
-ASSET_NAMES: Final = tuple(_ASSETS)
-"""The names served under ``{docs path}/assets/``."""
 
 _PAGE: Final = """<!DOCTYPE html>
 <html lang="en">
