@@ -11,6 +11,7 @@ does not quarantine batches while the two sides are upgraded one after the other
 
 from __future__ import annotations
 
+import typing
 import uuid
 from typing import Annotated, Any, Final, Literal
 
@@ -135,9 +136,15 @@ OutboundRecord = Request | Cancel | Response | User | ProfileType | UserSnapshot
 """A record a service may queue for its peer; acks are queued by the link itself."""
 
 
-def kind_of(record: msgspec.Struct) -> str:
+def kinds_of(record_type: Any) -> list[str]:
+    """The `kind` tags of a record struct or a union of them."""
+    return [kind_of(member) for member in typing.get_args(record_type) or (record_type,)]
+
+
+def kind_of(record: msgspec.Struct | type[msgspec.Struct]) -> str:
     """The `kind` tag of a record struct."""
-    tag = type(record).__struct_config__.tag
+    record_type = record if isinstance(record, type) else type(record)
+    tag = record_type.__struct_config__.tag
     if not isinstance(tag, str):
-        raise TypeError(f"{type(record).__name__} is not a link record kind")
+        raise TypeError(f"{record_type.__name__} is not a link record kind")
     return tag
