@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final
 
 import msgspec
 
 from airlink.schema import INBOUND_BATCH, OUTBOUND_BATCH
 from servicekit.database import Connection
-
-Direction = Literal["outbound", "inbound"]
 
 OUTBOUND_SQL: Final = f"""
     SELECT batch_id, peer, seq, reason AS kind, record_count, business_count, size_bytes,

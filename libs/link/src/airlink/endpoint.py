@@ -63,20 +63,10 @@ class LinkEndpointSettings(msgspec.Struct, frozen=True, kw_only=True):
         return self.peer_keys_dir or self.data_dir / "keys" / "peers"
 
     def link_settings(self) -> LinkSettings:
-        """The `LinkSettings` these settings describe."""
-        return LinkSettings(
-            network_id=self.network_id,
-            peer_network_id=self.peer_network_id,
-            outbox_dir=self.outbox_path,
-            inbox_dir=self.inbox_path,
-            export_window_s=self.export_window_s,
-            max_batch_records=self.max_batch_records,
-            ack_delay_s=self.ack_delay_s,
-            heartbeat_interval_s=self.heartbeat_interval_s,
-            resend_after_s=self.resend_after_s,
-            sweep_interval_s=self.sweep_interval_s,
-            stale_after_s=self.stale_after_s,
-        )
+        """The `LinkSettings` these settings describe (the fields both have, and the folders)."""
+        shared = set(LinkSettings.__struct_fields__) & set(self.__struct_fields__)
+        fields = {name: getattr(self, name) for name in shared - {"outbox_dir", "inbox_dir"}}
+        return LinkSettings(**fields, outbox_dir=self.outbox_path, inbox_dir=self.inbox_path)
 
     def link_production_problems(self, prefix: str) -> list[str]:
         """What production refuses in the link's settings (unsigned batches, made-up keys)."""

@@ -28,7 +28,6 @@ from airlink import metrics
 from airlink.render import OUTBOUND_COLUMNS, OutboundBatchRow, Rendered, render_batch
 from airlink.schema import OUTBOUND_BATCH, OUTBOX_GROUP, PEER, AuditAction
 from airlink.settings import LinkSettings
-from airlink.state import ensure_peer
 from batchformat import SigningKey
 from servicekit import audit
 from servicekit.database import Connection, Pool
@@ -146,12 +145,10 @@ class Exporter:
         self._settings = settings
         self._key = signing_key
         self._peer = settings.peer_network_id
-        self._peer_ready = False
 
     async def export_once(self, now: datetime) -> ExportReport:
         """Run one pass: recover, resend, then make and publish new batches."""
         report = ExportReport()
-        await self._ensure_peer()
         await self._publish_unpublished(now, report)
         await self._resend_due(now, report)
         while (made := await self._make_batch(now)) is not None:
@@ -161,11 +158,6 @@ class Exporter:
             if made < self._settings.max_batch_records:
                 break
         return report
-
-    async def _ensure_peer(self) -> None:
-        if not self._peer_ready:
-            await ensure_peer(self._pool, self._peer)
-            self._peer_ready = True
 
     async def _make_batch(self, now: datetime) -> int | None:
         """Create the next batch if the rules say so; return its record count."""

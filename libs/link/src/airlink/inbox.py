@@ -28,12 +28,11 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, cast
 import msgspec
 import structlog
 
-from airlink import metrics, schema
+from airlink import metrics
 from airlink.outbox import queue_ack, sent_records
 from airlink.records import Ack
-from airlink.schema import INBOUND_BATCH, OUTBOUND_BATCH, PEER
+from airlink.schema import INBOUND_BATCH, OUTBOUND_BATCH, PEER, AuditAction
 from airlink.settings import LinkSettings
-from airlink.state import ensure_peer
 from batchformat import (
     BatchName,
     BatchReader,
@@ -73,14 +72,6 @@ class ImportedBatch(Generic[Effect]):
     records: int = 0
     reason: str | None = None  # the rejection code of a quarantined batch
     effects: tuple[Effect, ...] = ()
-
-    def audit_row(self) -> tuple[schema.AuditAction, dict[str, Any]]:
-        """The action and fields of this batch's audit log entry."""
-        action = schema.AuditAction.BATCH_IMPORTED
-        if self.outcome == "quarantined":
-            action = schema.AuditAction.BATCH_QUARANTINED
-        details = {"records": self.records, "reason": self.reason}
-        return action, {"target": self.name.file_name, "outcome": self.outcome, "details": details}
 
 
 @dataclass(slots=True)
@@ -185,7 +176,6 @@ class Importer(Generic[Effect]):
         self._expect = Expectations(source=self._peer, destination=settings.network_id)
         self._zone = DropZone(settings.inbox_dir, settings.quarantine_dir)
         self.claims = ClaimFolder(settings.importing_dir, f"{socket.gethostname()}-{os.getpid()}")
-        self._peer_ready = False
         self._folders_ready = False
         self._strays: set[str] = set()
         self._own_folders = {
@@ -197,9 +187,6 @@ class Importer(Generic[Effect]):
     async def import_once(self, now: datetime) -> ImportReport[Effect]:
         """Import every batch waiting: our unfinished claims and orphans first, then the inbox."""
         report: ImportReport[Effect] = ImportReport()
-        if not self._peer_ready:
-            await ensure_peer(self._pool, self._peer)
-            self._peer_ready = True
         await asyncio.to_thread(self._open_claims)
         for path in await asyncio.to_thread(self.claims.batches):
             report.batches.append(await self._import_claimed(path, now))
@@ -381,8 +368,11 @@ class Importer(Generic[Effect]):
 
 async def _audit(conn: Connection, batch: ImportedBatch[Effect]) -> ImportedBatch[Effect]:
     """Write the batch's audit row (in the caller's transaction); return the batch."""
-    action, fields = batch.audit_row()
-    await audit.record(conn, audit.SYSTEM, action, **fields)
+    quarantined = batch.outcome == "quarantined"
+    action = AuditAction.BATCH_QUARANTINED if quarantined else AuditAction.BATCH_IMPORTED
+    details = {"records": batch.records, "reason": batch.reason}
+    target, outcome = batch.name.file_name, batch.outcome
+    await audit.record(conn, audit.SYSTEM, action, target=target, outcome=outcome, details=details)
     return batch
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import typing
 import uuid
+from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -66,8 +67,25 @@ class Cancel(msgspec.Struct, tag_field="kind", tag="cancel", frozen=True, gc=Fal
     requested_at: Timestamp
 
 
+class RequestErrorCode(StrEnum):
+    """The codes Airlock itself gives a request that did not complete; a handler's
+    `HandlerError` may add its own. On the wire a plain string, as before the enum."""
+
+    CANCELLED = "cancelled"  # the gateway cancelled it before sending it
+    ACCOUNT_INACTIVE = "account_inactive"  # the gateway locked its user out before sending it
+    EXPIRED = "expired"  # no answer reached the gateway within the request TTL
+    USER_UNKNOWN = "user_unknown"
+    USER_INACTIVE = "user_inactive"
+    TYPE_NOT_ALLOWED = "type_not_allowed"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_PAYLOAD = "invalid_payload"
+    HANDLER_TIMEOUT = "handler_timeout"
+    HANDLER_FAILED = "handler_failed"
+
+
 class ResponseError(msgspec.Struct, frozen=True, gc=False):
-    """Why a request did not complete."""
+    """Why a request did not complete: a `RequestErrorCode`, or a handler's own code."""
 
     code: ErrorCode
     message: Annotated[str, msgspec.Meta(max_length=4096)]

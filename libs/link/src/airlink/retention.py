@@ -28,9 +28,9 @@ waits for the chunk.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -83,7 +83,7 @@ _DELETE_INBOUND: Final = f"""
 """
 
 
-@dataclass(slots=True)
+@dataclasses.dataclass(slots=True)
 class LinkPurge:
     """What one purge deleted."""
 
@@ -95,13 +95,7 @@ class LinkPurge:
 
     def counts(self) -> dict[str, int]:
         """Deletions by what (the `what` label of `retention_purged_total`)."""
-        return {
-            "archived_batch_files": self.archived_batch_files,
-            "outbound_batches": self.outbound_batches,
-            "outbox_groups": self.outbox_groups,
-            "outbox_items": self.outbox_items,
-            "inbound_batches": self.inbound_batches,
-        }
+        return dataclasses.asdict(self)
 
 
 async def purge(

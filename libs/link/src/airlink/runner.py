@@ -22,7 +22,7 @@ from airlink.health import link_health_check
 from airlink.inbox import Importer, ImportReport
 from airlink.service import Effect, In, LinkService, Sent
 from airlink.settings import LinkSettings
-from airlink.state import LinkState, read_link_state, set_gauges
+from airlink.state import LinkState, ensure_peer, read_link_state, set_gauges
 from batchformat import BatchName, SigningKey, TrustedKeys
 from servicekit.database import Pool
 from servicekit.health import HealthCheck
@@ -70,20 +70,19 @@ class Link(Generic[In, Sent, Effect]):
         self.clock = clock
         self.exporter = Exporter(pool, settings, signing_key)
         self.importer = Importer(pool, settings, peer_keys, service)
-        self._outbox_ready = False
+        self._ready = False
         if peer_keys is None:
             log.warning("link_signatures_unchecked", peer=settings.peer_network_id)
 
     async def export_once(self, now: datetime | None = None) -> ExportReport:
         """One exporter pass: stage, recover, resend, make and publish batches."""
-        if not self._outbox_ready:
-            await asyncio.to_thread(self.settings.outbox_dir.mkdir, parents=True, exist_ok=True)
-            self._outbox_ready = True
+        await self._prepare()
         await self._stage()
         return await self.exporter.export_once(now or self.clock())
 
     async def import_once(self, now: datetime | None = None) -> ImportReport[Effect]:
         """One importer pass over the inbox, then the service's `committed`."""
+        await self._prepare()
         report = await self.importer.import_once(now or self.clock())
         if report.batches:
             try:
@@ -93,6 +92,13 @@ class Link(Generic[In, Sent, Effect]):
                 # (the processor's reconciliation queues the jobs Redis did not take).
                 log.error("link_committed_failed", error=f"{type(exc).__name__}: {exc}")
         return report
+
+    async def _prepare(self) -> None:
+        """Before the first pass: the peer's row and the outbox."""
+        if not self._ready:
+            await ensure_peer(self.pool, self.settings.peer_network_id)
+            await asyncio.to_thread(self.settings.outbox_dir.mkdir, parents=True, exist_ok=True)
+            self._ready = True
 
     async def _stage(self) -> None:
         staged = 0
@@ -128,7 +134,11 @@ class Link(Generic[In, Sent, Effect]):
         logging.getLogger("watchfiles").setLevel(logging.WARNING)
         await asyncio.to_thread(self.settings.inbox_dir.mkdir, parents=True, exist_ok=True)
         wakeup = asyncio.Event()
-        log.info("link_started", peer=self.settings.peer_network_id, claims=self._claims_path())
+        log.info(
+            "link_started",
+            peer=self.settings.peer_network_id,
+            claims=str(self.importer.claims.path),
+        )
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._export_loop(stop))
@@ -174,9 +184,6 @@ class Link(Generic[In, Sent, Effect]):
             except (OSError, RuntimeError) as exc:
                 log.error("link_watch_failed", error=str(exc), retry_in_s=WATCH_RETRY_S)
                 await _wait(stop, WATCH_RETRY_S)
-
-    def _claims_path(self) -> str:
-        return str(self.importer.claims.path)
 
 
 async def _wait(stop: asyncio.Event, timeout_s: float, wakeup: asyncio.Event | None = None) -> None:

@@ -1,20 +1,9 @@
 """`LinkService`: the one contract between the link and the service it serves.
 
-The link calls a service at four points, each typed:
-
-- `stage(conn, limit)` at the start of an export pass, in its own transaction: move up to
-  `limit` records into the outbox in bulk; return how many (the gateway stages its queued
-  requests; the default stages nothing);
-- `apply(conn, records, header)` for each chunk of a peer batch, inside the import's
-  transaction (acks excluded; provisional until the batch verifies): returns an `Effect`
-  the link keeps with the batch, so that nothing is stashed between calls;
-- `acknowledged(conn, sent)` inside the same transaction, with the records of the kinds
-  in `sent_records` that our batches the peer just acknowledged carried;
-- `committed(report)` once the import pass committed, with each batch's effects: for what
-  must wait for the commit (queueing jobs). It may fail without losing anything the
-  database needs: the link logs it, and the batch stays applied and audited.
-
-The link itself writes the audit rows of its batches (`airlink.schema.AuditAction`).
+Around each export pass the link calls `stage`; for each chunk of an imported batch,
+`apply`, whose effects it keeps with the batch; for our batches the peer acknowledged,
+`acknowledged`, with the records they carried; after an import pass, `committed`. The link
+writes its batches' audit rows itself (`airlink.schema.AuditAction`).
 """
 
 from __future__ import annotations
@@ -42,15 +31,20 @@ class LinkService(Generic[In, Sent, Effect]):
     sent_records: ClassVar[object | None] = None
 
     async def stage(self, conn: Connection, limit: int) -> int:
-        """Move up to `limit` records into the outbox; return how many (0: nothing to do)."""
+        """Move up to `limit` records into the outbox in bulk, in its own transaction at the
+        start of an export pass; return how many (the gateway stages its queued requests)."""
         return 0
 
     async def apply(self, conn: Connection, records: Sequence[In], header: Header) -> Effect:
-        """Apply a chunk of a peer batch in the import's transaction; what it did."""
+        """Apply a chunk of a peer batch (acks excluded) in the import's transaction, which
+        rolls back if the batch does not verify; return what must follow the commit."""
         raise NotImplementedError
 
     async def acknowledged(self, conn: Connection, sent: Sequence[Sent]) -> None:
-        """React to the peer acknowledging batches that carried these records of ours."""
+        """React, in the import's transaction, to the peer acknowledging batches of ours that
+        carried these records (of the `sent_records` kinds)."""
 
     async def committed(self, report: ImportReport[Effect]) -> None:
-        """Act on an import pass once it committed (only passes that imported something)."""
+        """Act on an import pass that imported something, once it committed. A failure is
+        logged: the batches stay applied and audited (the processor's reconciliation
+        queues the jobs that Redis did not take)."""
