@@ -316,3 +316,18 @@ async def test_the_user_snapshot_names_everyone_and_waits_its_interval(
     assert len(snapshots) == 2
     assert str(user_id) in snapshots[0]["user_ids"]
     assert {"standard", "restricted"} <= set(snapshots[0]["profile_types"])
+
+
+async def test_the_snapshot_cadence_is_scheduler_state_not_the_audit_log(rt: Runtime) -> None:
+    assert await snapshot_if_due(rt.pool, timedelta(hours=1)) is True
+    async with rt.pool.acquire() as conn:
+        last = await conn.fetchval(
+            "SELECT last_run_at FROM scheduler_state WHERE task = 'users_snapshot'"
+        )
+        assert last is not None
+        # An hour back in the scheduler's own row: due again, whatever the audit log says.
+        await conn.execute(
+            "UPDATE scheduler_state SET last_run_at = last_run_at - interval '1 hour'"
+        )
+    assert await snapshot_if_due(rt.pool, timedelta(hours=1)) is True
+    assert await snapshot_if_due(rt.pool, timedelta(hours=1)) is False
