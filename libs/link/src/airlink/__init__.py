@@ -6,9 +6,9 @@ once an import committed), builds one `Link` from it (pool, `LinkSettings`, keys
 peer must hear about.
 """
 
-from airlink.export import ExportedBatch, Exporter, ExportReport
-from airlink.health import LinkStale, link_health_check
-from airlink.inbox import ImportedBatch, Importer, ImportReport
+from airlink.export import ExportReport
+from airlink.health import link_health_check
+from airlink.inbox import ImportReport
 from airlink.outbox import enqueue, sent_records
 from airlink.runner import Link
 from airlink.service import LinkService
@@ -19,15 +19,10 @@ __all__ = [
     "GATEWAY_NETWORK_ID",
     "PROCESSOR_NETWORK_ID",
     "ExportReport",
-    "ExportedBatch",
-    "Exporter",
     "ImportReport",
-    "ImportedBatch",
-    "Importer",
     "Link",
     "LinkService",
     "LinkSettings",
-    "LinkStale",
     "LinkState",
     "enqueue",
     "link_health_check",

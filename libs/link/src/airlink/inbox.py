@@ -80,13 +80,9 @@ class ImportReport(Generic[Effect]):
 
     batches: list[ImportedBatch[Effect]] = field(default_factory=list)
 
-    def of_outcome(self, outcome: Outcome) -> list[ImportedBatch[Effect]]:
-        """The batches with one outcome."""
-        return [batch for batch in self.batches if batch.outcome == outcome]
-
     def effects(self) -> list[Effect]:
         """The effects of every batch applied, in order."""
-        return [effect for batch in self.of_outcome("applied") for effect in batch.effects]
+        return [effect for batch in self.batches for effect in batch.effects]
 
 
 class _LostRace(Exception):
@@ -97,7 +93,7 @@ class _LostRace(Exception):
 class _Applied(Generic[Effect]):
     header: Header
     record_kinds: Counter[str]
-    business: int
+    business: int  # records other than acks
     acks: list[Ack]
     effects: list[Effect]
 
@@ -232,19 +228,18 @@ class Importer(Generic[Effect]):
         started = time.perf_counter()
         fields = {"batch_id": str(name.batch_id), "seq": name.seq, "peer": self._peer}
         try:
-            try:
-                imported = await self._apply_claimed(path, name, now)
-            except BatchRejected as rejection:
-                quarantined: ImportedBatch[Effect] = ImportedBatch(
-                    name, "quarantined", reason=str(rejection.reason)
-                )
-                # Audited before the file moves: a failure here leaves it claimed, to retry.
-                async with self._pool.acquire() as conn:
-                    await _audit(conn, quarantined)
-                await asyncio.to_thread(self._zone.quarantine, path, rejection)
-                metrics.count_quarantined(self._peer, str(rejection.reason))
-                log.warning("batch_quarantined", **fields, **rejection.as_dict())
-                return quarantined
+            imported = await self._apply_claimed(path, name, now)
+        except BatchRejected as rejection:
+            reason = str(rejection.reason)
+            quarantined: ImportedBatch[Effect] = ImportedBatch(name, "quarantined", reason=reason)
+            # Audited before the file moves: if either fails, the pass stops with the file
+            # still claimed, and the next pass rejects, audits and moves it again.
+            async with self._pool.acquire() as conn:
+                await _audit(conn, quarantined)
+            await asyncio.to_thread(self._zone.quarantine, path, rejection)
+            metrics.count_quarantined(self._peer, reason)
+            log.warning("batch_quarantined", **fields, **rejection.as_dict())
+            return quarantined
         except Exception as exc:
             # A database or disk failure, or a handler that raised: everything was rolled
             # back, the file stays in our claim folder and the next pass tries it again. The

@@ -26,6 +26,7 @@ from airlink.state import LinkState, ensure_peer, read_link_state, set_gauges
 from batchformat import BatchName, SigningKey, TrustedKeys
 from servicekit.database import Pool
 from servicekit.health import HealthCheck
+from servicekit.server import run_every
 
 # watchfiles yields once no new event came for STEP_MS, at most DEBOUNCE_MS after the first.
 WATCH_STEP_MS: Final = 20
@@ -47,12 +48,8 @@ def utc_now() -> datetime:
 
 
 class Link(Generic[In, Sent, Effect]):
-    """One side of the link: exporter, importer, state and health for one peer.
-
-    `service` is the service's side of it (`airlink.service.LinkService`): what it stages
-    before an export, applies of an import, does when acknowledged or once committed.
-    Passing `peer_keys=None` turns signature checks off, for development only.
-    """
+    """One side of the link, for one peer: exporter, importer, state and health, around the
+    `service` it serves. Passing `peer_keys=None` turns signature checks off (development)."""
 
     def __init__(
         self,
@@ -134,30 +131,23 @@ class Link(Generic[In, Sent, Effect]):
         logging.getLogger("watchfiles").setLevel(logging.WARNING)
         await asyncio.to_thread(self.settings.inbox_dir.mkdir, parents=True, exist_ok=True)
         wakeup = asyncio.Event()
-        log.info(
-            "link_started",
-            peer=self.settings.peer_network_id,
-            claims=str(self.importer.claims.path),
-        )
+        peer, claims = self.settings.peer_network_id, str(self.importer.claims.path)
+        log.info("link_started", peer=peer, claims=claims)
+        # A failed pass (database or disk down) is logged and tried again next window:
+        # everything it did is in committed rows or published files, nothing is lost.
+        window = self.settings.export_window_s
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._export_loop(stop))
+                tasks.create_task(run_every(window, self._export_pass, stop, "link_export_pass"))
                 tasks.create_task(self._import_loop(stop, wakeup))
                 tasks.create_task(self._watch(stop, wakeup))
         finally:
             await asyncio.to_thread(self.close)
             log.info("link_stopped", peer=self.settings.peer_network_id)
 
-    async def _export_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            # A failed pass (database or disk down) is logged and tried again next window:
-            # everything it did is in committed rows or published files, nothing is lost.
-            try:
-                await self.export_once()
-                await self.state()
-            except Exception as exc:
-                log.error("link_export_pass_failed", error=f"{type(exc).__name__}: {exc}")
-            await _wait(stop, self.settings.export_window_s)
+    async def _export_pass(self) -> None:
+        await self.export_once()
+        await self.state()
 
     async def _import_loop(self, stop: asyncio.Event, wakeup: asyncio.Event) -> None:
         while not stop.is_set():

@@ -9,8 +9,6 @@ Tables (created by `airlink.migrations`, one set per service database):
 - `link_outbox_item`: the records, as the exact JSON a batch carries, keyed by (group, position);
 - `link_outbound_batch`: each batch made: its header, slices of groups, publication, ack;
 - `link_inbound_batch`: each peer batch applied, keyed by (source, batch id).
-
-It also names the audit actions the link writes into the service's `audit_log`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """`LinkService`: the one contract between the link and the service it serves.
 
-Around each export pass the link calls `stage`; for each chunk of an imported batch,
-`apply`, whose effects it keeps with the batch; for our batches the peer acknowledged,
-`acknowledged`, with the records they carried; after an import pass, `committed`. The link
-writes its batches' audit rows itself (`airlink.schema.AuditAction`).
+A service subclasses it once, typed by what it receives, what it hears acknowledged and
+what applying leaves to do after the commit. The link audits its batches itself.
 """
 
 from __future__ import annotations

@@ -50,11 +50,9 @@ class GatewayLink(LinkService[GatewayBusiness, Request, None]):
             await sync.apply_users(conn, users, report)
         for snapshot in snapshots:
             await sync.apply_snapshot(conn, snapshot, report)
-        if report.locked_out:
-            users_out = [str(user) for user in report.locked_out]
-            await audit.record(
-                conn, audit.SYSTEM, Action.USERS_LOCKED_OUT, details={"users": users_out}
-            )
+        if report.locked_out:  # in the import's transaction, like the lock-out itself
+            details = {"users": [str(user) for user in report.locked_out]}
+            await audit.record(conn, audit.SYSTEM, Action.USERS_LOCKED_OUT, details=details)
         if responses:
             settled = await requests.apply_responses(conn, responses)
             RESPONSES.labels("settled").inc(settled)
