@@ -57,6 +57,7 @@ from airlink import LinkService, enqueue
 from airlink.inbox import CHUNK_RECORDS, ImportReport
 from airlink.records import ProcessorBusiness, Request, Response, ToProcessor
 from airlink.runner import Link
+from airlink.schema import ITEM_COLUMNS, OUTBOX_GROUP, OUTBOX_ITEM
 from batchformat import BatchReader, BatchWriter, Header, TrustedKeys, load_signing_key
 from bench.harness import (
     machine_cpu_seconds,
@@ -104,8 +105,10 @@ POLL_S: Final = 0.02
 READY_TIMEOUT_S: Final = 120.0
 DRAIN_TIMEOUT_S: Final = 600.0
 STOP_TIMEOUT_S: Final = 30.0
+NEW_GROUP_SQL: Final = f"""
+    INSERT INTO {OUTBOX_GROUP} (item_count, business) VALUES ($1, true) RETURNING group_id
+"""  # noqa: S608
 REQUEST_COLUMNS: Final = ("id", "user_id", "type", "payload", "trace_id", "created_at")
-ITEM_COLUMNS: Final = ("group_id", "position", "kind", "record")
 UNFINISHED_SQL: Final = "SELECT count(*) FROM request WHERE status IN ('received', 'processing')"
 
 
@@ -269,17 +272,11 @@ async def _timed_database_ceilings(
     ]
     conn = await asyncpg.connect(await clone(servers, "processor_bench_ceiling"))
     try:
-        group_id = await conn.fetchval(
-            "INSERT INTO link_outbox_group (item_count, business) VALUES ($1, true) "
-            "RETURNING group_id",
-            len(answers),
-        )
+        group_id = await conn.fetchval(NEW_GROUP_SQL, len(answers))
         item_rows = [(group_id, i, "response", encode(a).decode()) for i, a in enumerate(answers)]
         times = {
             "bare_copy_requests": await _timed_copy(conn, "request", request_rows, REQUEST_COLUMNS),
-            "bare_copy_outbox": await _timed_copy(
-                conn, "link_outbox_item", item_rows, ITEM_COLUMNS
-            ),
+            "bare_copy_outbox": await _timed_copy(conn, OUTBOX_ITEM, item_rows, ITEM_COLUMNS),
         }
         await conn.execute("TRUNCATE request CASCADE")
         header = bench_header()
@@ -374,7 +371,7 @@ async def processor_run(servers: Servers, data_dir: Path, workers: int) -> Timed
         statuses = {row["status"]: row["count"] for row in rows}
         assert statuses == {"completed": JOBS}, statuses
         answered = await db.fetchval(
-            "SELECT count(*) FROM link_outbox_item WHERE kind = 'response'"
+            f"SELECT count(*) FROM {OUTBOX_ITEM} WHERE kind = 'response'"  # noqa: S608
         )
         assert answered == JOBS, f"{answered} responses queued for {JOBS} requests"
     finally:
