@@ -244,3 +244,21 @@ def test_the_codes_the_gateway_gives_requests_are_request_error_codes() -> None:
     codes = set(re.findall(r"error_code = '([a-z_]+)'", " ".join(statements)))
     assert codes == {"cancelled", "account_inactive", "expired"}
     assert codes <= set(RequestErrorCode)
+
+
+async def test_a_batch_and_the_users_it_locked_out_are_audited_in_its_import(
+    make_member: MakeMember, sync: Sync, db: Any
+) -> None:
+    member = await make_member()
+    report = await sync([msgspec.structs.replace(member.record, active=False, version=2)])
+    [batch] = report.batches
+    rows = await db.fetch(
+        "SELECT action, target, outcome, details FROM audit_log "
+        "WHERE action IN ('batch_imported', 'users_locked_out') ORDER BY id DESC LIMIT 2"
+    )
+    by_action = {row["action"]: row for row in rows}
+    assert by_action["batch_imported"]["target"] == batch.name.file_name
+    assert by_action["batch_imported"]["outcome"] == "applied"
+    assert msgspec.json.decode(by_action["users_locked_out"]["details"]) == {
+        "users": [str(member.id)]
+    }
