@@ -27,15 +27,15 @@ from collections.abc import Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
 
-from airlink import Link, LinkSettings, enqueue
+from airlink import Link, LinkService, LinkSettings, enqueue
 from airlink.inbox import CHUNK_RECORDS
-from airlink.records import Request, ToProcessor
+from airlink.records import ProcessorBusiness, Request, ToProcessor
 from batchformat import (
     BatchReader,
     BatchWriter,
@@ -59,6 +59,12 @@ BENCH_TABLES: Final = [
         id uuid PRIMARY KEY, user_id uuid NOT NULL, type text NOT NULL, payload jsonb NOT NULL,
         created_at timestamptz NOT NULL, trace_id text NOT NULL)""",
     "CREATE TABLE bench_outbox_copy (kind text NOT NULL, record json NOT NULL)",
+    # What servicekit.audit writes into (each service's migrations create it): the link
+    # audits the batches it imports and exports.
+    """CREATE TABLE audit_log (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at timestamptz DEFAULT now(),
+        actor_id uuid, actor varchar(64), action varchar(64) NOT NULL, target varchar(200),
+        outcome varchar(16) NOT NULL, client_address varchar(64), details jsonb NOT NULL)""",
 ]
 T0: Final = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -98,16 +104,20 @@ def request_rows(records: Sequence[Request]) -> list[tuple[Any, ...]]:
     ]
 
 
-class CopyRequests:
-    """The import handler: COPY each chunk of requests into `bench_request`."""
+class CopyRequests(LinkService[ProcessorBusiness, None, None]):
+    """The import's service: COPY each chunk of requests into `bench_request`."""
 
-    async def apply(self, conn: Connection, records: Sequence[Any], header: Header) -> None:
+    inbound_records = ProcessorBusiness
+
+    async def apply(
+        self, conn: Connection, records: Sequence[ProcessorBusiness], header: Header
+    ) -> None:
         """Insert the chunk in the import's transaction."""
-        rows = request_rows(records)
+        rows = request_rows(cast("Sequence[Request]", records))  # the gateway sends no cancels
         await conn.copy_records_to_table("bench_request", records=rows, columns=REQUEST_COLUMNS)
 
-    async def on_acknowledged(self, conn: Connection, batch_ids: Sequence[uuid.UUID]) -> None:
-        """Nothing to do: the benchmark's peer sends no acks."""
+
+BenchLink = Link[ProcessorBusiness, None, None]
 
 
 def database_url(server_url: str, name: str) -> str:
@@ -171,21 +181,19 @@ async def one_round(server_url: str, work: Path, records: list[Request]) -> dict
     gateway_pool = await asyncpg.create_pool(await clone(server_url, "link_bench_gateway"))
     processor_pool = await asyncpg.create_pool(await clone(server_url, "link_bench_processor"))
     keys = work / "keys"
-    gateway: Link[Any] = Link(
+    gateway: BenchLink = Link(
         gateway_pool,
         gateway_settings,
+        CopyRequests(),
         signing_key=load_signing_key(keys / "request-net-1.key"),
         peer_keys=TrustedKeys.from_files([keys / "response-net-1.pub"]),
-        inbound_records=ToProcessor,
-        handler=CopyRequests(),
     )
-    processor: Link[Any] = Link(
+    processor: BenchLink = Link(
         processor_pool,
         processor_settings,
+        CopyRequests(),
         signing_key=load_signing_key(keys / "response-net-1.key"),
         peer_keys=TrustedKeys.from_files([keys / "request-net-1.pub"]),
-        inbound_records=ToProcessor,
-        handler=CopyRequests(),
     )
     try:
         times = await _timed_link(gateway, processor, gateway_pool, records)
@@ -199,7 +207,7 @@ async def one_round(server_url: str, work: Path, records: list[Request]) -> dict
 
 
 async def _timed_link(
-    gateway: Link[Any], processor: Link[Any], gateway_pool: asyncpg.Pool[Any], records: list[Any]
+    gateway: BenchLink, processor: BenchLink, gateway_pool: asyncpg.Pool[Any], records: list[Any]
 ) -> dict[str, float]:
     await gateway.export_once(T0)  # the first heartbeat, out of the way
     await processor.import_once(T0)

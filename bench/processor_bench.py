@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Never
 
 import asyncpg
 import httpx
@@ -53,10 +53,11 @@ from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from arq.worker import func
 
-from airlink import enqueue
+from airlink import LinkService, enqueue
 from airlink.inbox import CHUNK_RECORDS, ImportReport
-from airlink.records import Request, Response, ToProcessor
+from airlink.records import ProcessorBusiness, Request, Response, ToProcessor
 from airlink.runner import Link
+from airlink.schema import ITEM_COLUMNS, OUTBOX_GROUP, OUTBOX_ITEM
 from batchformat import BatchReader, BatchWriter, Header, TrustedKeys, load_signing_key
 from bench.harness import (
     machine_cpu_seconds,
@@ -69,7 +70,7 @@ from bench.link_bench import T0, bench_header, database_url, execute, requests
 from response_processor.domain import audit
 from response_processor.domain.bootstrap import prepare_database
 from response_processor.domain.users import UserIn, create_user
-from response_processor.link.inbound import ProcessorInbound
+from response_processor.link.service import NewRequests, ProcessorLink
 from response_processor.processing.jobs import JOB_NAME
 from response_processor.processing.worker import POLL_DELAY_S
 from response_processor.runtime import open_runtime
@@ -104,8 +105,10 @@ POLL_S: Final = 0.02
 READY_TIMEOUT_S: Final = 120.0
 DRAIN_TIMEOUT_S: Final = 600.0
 STOP_TIMEOUT_S: Final = 30.0
+NEW_GROUP_SQL: Final = f"""
+    INSERT INTO {OUTBOX_GROUP} (item_count, business) VALUES ($1, true) RETURNING group_id
+"""  # noqa: S608
 REQUEST_COLUMNS: Final = ("id", "user_id", "type", "payload", "trace_id", "created_at")
-ITEM_COLUMNS: Final = ("group_id", "position", "kind", "record")
 UNFINISHED_SQL: Final = "SELECT count(*) FROM request WHERE status IN ('received', 'processing')"
 
 
@@ -182,7 +185,7 @@ async def link_round(
         await runtime.link.import_once()  # first passes (peer rows, folders) out of the way,
         await runtime.link.export_once()  # with the template's users and profile types
         batch = await asyncio.to_thread(gateway.send, records)
-        hook_seconds = _time_after_import(runtime.link, run=queue_jobs)
+        hook_seconds = _time_committed(runtime.link.service, run=queue_jobs)
         started = time.perf_counter()
         report = await runtime.link.import_once()
         imported = time.perf_counter() - started
@@ -201,19 +204,18 @@ async def link_round(
     return times
 
 
-def _time_after_import(link: Link[Any], *, run: bool) -> list[float]:
-    """Wrap the hook the runtime gave its link, to time it apart; `run=False` skips it."""
-    hook = link._after_import
-    assert hook is not None
+def _time_committed(service: LinkService[Any, Never, NewRequests], *, run: bool) -> list[float]:
+    """Wrap the service's `committed` (queueing jobs), to time it apart; `run=False` skips it."""
+    committed = service.committed
     spent: list[float] = []
 
-    async def timed(report: ImportReport) -> None:
+    async def timed(report: ImportReport[NewRequests]) -> None:
         started = time.perf_counter()
         if run:
-            await hook(report)
+            await committed(report)
         spent.append(time.perf_counter() - started)
 
-    link._after_import = timed
+    service.committed = timed  # type: ignore[method-assign]
     return spent
 
 
@@ -240,7 +242,9 @@ async def _timed_bare_queueing(arq: ArqRedis, records: list[Request]) -> float:
 
 
 async def _timed_export(
-    link: Link[Any], pool: asyncpg.Pool[Any], answers: list[Response]
+    link: Link[ProcessorBusiness, Never, NewRequests],
+    pool: asyncpg.Pool[Any],
+    answers: list[Response],
 ) -> dict[str, float]:
     started = time.perf_counter()
     async with pool.acquire() as conn, conn.transaction():
@@ -268,24 +272,19 @@ async def _timed_database_ceilings(
     ]
     conn = await asyncpg.connect(await clone(servers, "processor_bench_ceiling"))
     try:
-        group_id = await conn.fetchval(
-            "INSERT INTO link_outbox_group (item_count, business) VALUES ($1, true) "
-            "RETURNING group_id",
-            len(answers),
-        )
+        group_id = await conn.fetchval(NEW_GROUP_SQL, len(answers))
         item_rows = [(group_id, i, "response", encode(a).decode()) for i, a in enumerate(answers)]
         times = {
             "bare_copy_requests": await _timed_copy(conn, "request", request_rows, REQUEST_COLUMNS),
-            "bare_copy_outbox": await _timed_copy(
-                conn, "link_outbox_item", item_rows, ITEM_COLUMNS
-            ),
+            "bare_copy_outbox": await _timed_copy(conn, OUTBOX_ITEM, item_rows, ITEM_COLUMNS),
         }
         await conn.execute("TRUNCATE request CASCADE")
         header = bench_header()
         started = time.perf_counter()
         async with conn.transaction():
             for start in range(0, len(records), CHUNK_RECORDS):
-                await ProcessorInbound().apply(conn, records[start : start + CHUNK_RECORDS], header)
+                chunk = records[start : start + CHUNK_RECORDS]
+                await ProcessorLink(arq=None).apply(conn, chunk, header)  # type: ignore[arg-type]
         times["bare_handler"] = time.perf_counter() - started
     finally:
         await conn.close()
@@ -372,7 +371,7 @@ async def processor_run(servers: Servers, data_dir: Path, workers: int) -> Timed
         statuses = {row["status"]: row["count"] for row in rows}
         assert statuses == {"completed": JOBS}, statuses
         answered = await db.fetchval(
-            "SELECT count(*) FROM link_outbox_item WHERE kind = 'response'"
+            f"SELECT count(*) FROM {OUTBOX_ITEM} WHERE kind = 'response'"  # noqa: S608
         )
         assert answered == JOBS, f"{answered} responses queued for {JOBS} requests"
     finally:

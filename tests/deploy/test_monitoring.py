@@ -39,7 +39,7 @@ METRIC_MODULES = (
     "transfer_agent.metrics",
     "response_processor.processing.metrics",
     "request_gateway.identity",
-    "request_gateway.link.inbound",
+    "request_gateway.link.service",
     "request_gateway.worker",
 )
 PROMETHEUS_OWN = {

@@ -13,8 +13,15 @@ import asyncpg
 import msgspec
 import pytest
 
-from airlink import Link, LinkSettings, enqueue
-from airlink.records import OutboundRecord, Request, Response, ToGateway, ToProcessor
+from airlink import ImportReport, Link, LinkService, LinkSettings, enqueue
+from airlink.records import (
+    GatewayBusiness,
+    OutboundRecord,
+    ProcessorBusiness,
+    Request,
+    Response,
+    ToProcessor,
+)
 from batchformat import (
     BatchReader,
     Header,
@@ -35,7 +42,12 @@ SCRATCH_TABLES = [
     """CREATE TABLE applied (
         n bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         kind text NOT NULL, record jsonb NOT NULL, batch_id uuid NOT NULL)""",
-    "CREATE TABLE acknowledged (batch_id uuid NOT NULL)",
+    "CREATE TABLE acknowledged (kind text NOT NULL, record jsonb NOT NULL)",
+    # The columns servicekit.audit writes (each service's migrations create the table).
+    """CREATE TABLE audit_log (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at timestamptz DEFAULT now(),
+        actor_id uuid, actor varchar(64), action varchar(64) NOT NULL, target varchar(200),
+        outcome varchar(16) NOT NULL, client_address varchar(64), details jsonb NOT NULL)""",
 ]
 
 
@@ -48,24 +60,21 @@ def link_database(postgres_database: MakeDatabase) -> str:
     return postgres_database(migrated, key="airlink")
 
 
-class ScratchHandler:
-    """Writes every applied record into `applied` (plainly: applying twice shows twice)."""
+class ScratchService(LinkService[Any, OutboundRecord, int]):
+    """Writes every applied record into `applied` (plainly: applying twice shows twice), and
+    every acknowledged one into `acknowledged`; each chunk's effect is its size."""
+
+    sent_records = OutboundRecord
 
     def __init__(self) -> None:
         self.calls: list[int] = []
         self.fail_with: BaseException | None = None
         self.poisoned: set[uuid.UUID] = set()  # batches whose records it cannot apply
+        self.committed_reports: list[ImportReport[int]] = []
 
-    async def apply(self, conn: Connection, records: Sequence[Any], header: Header) -> None:
+    async def apply(self, conn: Connection, records: Sequence[Any], header: Header) -> int:
         self.calls.append(len(records))
-        rows = [
-            (
-                type(record).__struct_config__.tag,
-                msgspec.json.encode(record).decode(),
-                header.batch_id,
-            )
-            for record in records
-        ]
+        rows = [(_kind(record), _json(record), header.batch_id) for record in records]
         await conn.copy_records_to_table(
             "applied", records=rows, columns=["kind", "record", "batch_id"]
         )
@@ -73,11 +82,30 @@ class ScratchHandler:
             raise self.fail_with
         if header.batch_id in self.poisoned:
             raise ValueError("a bug in the service's handler")
+        return len(records)
 
-    async def on_acknowledged(self, conn: Connection, batch_ids: Sequence[uuid.UUID]) -> None:
-        await conn.executemany(
-            "INSERT INTO acknowledged (batch_id) VALUES ($1)", [(i,) for i in batch_ids]
-        )
+    async def acknowledged(self, conn: Connection, sent: Sequence[OutboundRecord]) -> None:
+        rows = [(_kind(record), _json(record)) for record in sent]
+        await conn.executemany("INSERT INTO acknowledged (kind, record) VALUES ($1, $2)", rows)
+
+    async def committed(self, report: ImportReport[int]) -> None:
+        self.committed_reports.append(report)
+
+
+class GatewayScratch(ScratchService):
+    inbound_records = GatewayBusiness
+
+
+class ProcessorScratch(ScratchService):
+    inbound_records = ProcessorBusiness
+
+
+def _kind(record: Any) -> str:
+    return str(type(record).__struct_config__.tag)
+
+
+def _json(record: Any) -> str:
+    return msgspec.json.encode(record).decode()
 
 
 @dataclass
@@ -89,8 +117,8 @@ class Side:
     pool: asyncpg.Pool[Any]
     settings: LinkSettings
     key: SigningKey
-    handler: ScratchHandler
-    link: Link[Any]
+    service: ScratchService
+    link: Link[Any, OutboundRecord, int]
 
     async def enqueue(self, records: Sequence[OutboundRecord]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -148,7 +176,7 @@ class SideFactory:
     key_dir: Path
     make_database: MakeDatabase
     pools: list[asyncpg.Pool[Any]]
-    links: list[Link[Any]]
+    links: list[Link[Any, OutboundRecord, int]]
 
     async def side(
         self,
@@ -156,8 +184,6 @@ class SideFactory:
         *,
         url: str | None = None,
         clock: Callable[[], datetime] = lambda: T0,
-        after_import: Any = None,
-        after_export: Any = None,
         **overrides: Any,
     ) -> Side:
         gateway = name == "gateway"
@@ -174,20 +200,17 @@ class SideFactory:
         self.pools.append(pool)
         settings = make_settings(own, peer, outbox, inbox, **overrides)
         key = load_signing_key(self.key_dir / f"{own}-1.key")
-        handler = ScratchHandler()
-        link: Link[Any] = Link(
+        service = GatewayScratch() if gateway else ProcessorScratch()
+        link = Link(
             pool,
             settings,
+            service,
             signing_key=key,
             peer_keys=trusted(self.key_dir, f"{peer}-1"),
-            inbound_records=ToGateway if gateway else ToProcessor,
-            handler=handler,
             clock=clock,
-            after_import=after_import,
-            after_export=after_export,
         )
         self.links.append(link)
-        return Side(name, url, pool, settings, key, handler, link)
+        return Side(name, url, pool, settings, key, service, link)
 
 
 async def _create_scratch_tables(url: str) -> None:

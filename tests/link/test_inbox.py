@@ -100,7 +100,7 @@ async def test_a_corrupted_batch_is_quarantined_and_nothing_of_it_is_applied(
     path.write_bytes(bytes(data))
     report = await processor.link.import_once(at(0))
     assert [(b.outcome, b.reason) for b in report.batches] == [("quarantined", "digest_mismatch")]
-    assert len(processor.handler.calls) >= 2  # applied, then rolled back
+    assert len(processor.service.calls) >= 2  # applied, then rolled back
     assert await processor.applied() == []
     assert await processor.fetchval("SELECT count(*) FROM link_inbound_batch") == 0
     assert await acks_queued(processor) == []
@@ -141,12 +141,12 @@ async def test_a_failed_apply_leaves_the_batch_claimed_for_the_next_pass(
     processor = await sides.side("processor")
     key = load_signing_key(key_dir / "request-net-1.key")
     path = publish(processor.settings.inbox_dir, key, [request(1)], 1)
-    processor.handler.fail_with = asyncpg.DeadlockDetectedError("deadlock detected")
+    processor.service.fail_with = asyncpg.DeadlockDetectedError("deadlock detected")
     [failed] = (await processor.link.import_once(at(0))).batches
     assert failed.outcome == "failed"
     assert await processor.applied() == []
     assert [p.name for p in processor.settings.importing_dir.glob("*/*.jsonl")] == [path.name]
-    processor.handler.fail_with = None
+    processor.service.fail_with = None
     [applied] = (await processor.link.import_once(at(1))).batches
     assert applied.outcome == "applied"
     assert len(await processor.applied()) == 1
@@ -158,13 +158,13 @@ async def test_a_batch_its_handler_cannot_apply_does_not_hold_up_the_others(
     processor = await sides.side("processor")
     key = load_signing_key(key_dir / "request-net-1.key")
     poisoned = uuid.uuid4()
-    processor.handler.poisoned.add(poisoned)
+    processor.service.poisoned.add(poisoned)
     publish(processor.settings.inbox_dir, key, [request(1)], 1, batch_id=poisoned)
     publish(processor.settings.inbox_dir, key, [request(2)], 2)
     report = await processor.link.import_once(at(0))
     assert [(b.name.seq, b.outcome) for b in report.batches] == [(1, "failed"), (2, "applied")]
     assert (await processor.link.state(at(0))).missing_seqs == (1,)
-    processor.handler.poisoned.clear()  # the service was fixed
+    processor.service.poisoned.clear()  # the service was fixed
     [retried] = (await processor.link.import_once(at(1))).batches
     assert (retried.name.seq, retried.outcome) == (1, "applied")
 
@@ -183,8 +183,10 @@ async def test_acks_mark_our_batches_acknowledged_once(sides: SideFactory, key_d
     await gateway.link.import_once(at(1))
     acknowledged = "SELECT acknowledged_at FROM link_outbound_batch WHERE batch_id = $1"
     assert await gateway.fetchval(acknowledged, sent.batch_id) == at(1)
-    assert await gateway.fetchval("SELECT array_agg(batch_id) FROM acknowledged") == [sent.batch_id]
-    assert gateway.handler.calls == []  # acks are the link's, not the service's
+    # the service hears of the records the acknowledged batch carried, typed, once
+    [(kind, record)] = await gateway.pool.fetch("SELECT kind, record FROM acknowledged")
+    assert (kind, msgspec.json.decode(record)) == ("request", msgspec.to_builtins(request(1)))
+    assert gateway.service.calls == []  # acks are the link's, not the service's
 
 
 async def test_concurrent_importers_apply_each_batch_exactly_once(
@@ -220,8 +222,8 @@ async def test_the_same_batch_claimed_twice_is_applied_once(
     outcomes = sorted(b.outcome for report in reports for b in report.batches)
     assert outcomes == ["applied", "duplicate"]
     # Both applied it provisionally; the one that lost the race rolled back.
-    assert first.handler.calls
-    assert second.handler.calls
+    assert first.service.calls
+    assert second.service.calls
     assert await first.fetchval("SELECT count(*) FROM applied") == 3000
 
 

@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from airlink import enqueue
-from airlink.outbox import COPY_THRESHOLD, batch_records, queue_ack
-from airlink.records import Ack
+from airlink.outbox import COPY_THRESHOLD, queue_ack, sent_records
+from airlink.records import Ack, Request, Response
 from servicekit.testing import MakeDatabase
 from tests.link.conftest import T0, SideFactory, at, link_database, request, response
 
@@ -113,12 +113,15 @@ async def test_enqueueing_nothing_writes_nothing(conn: asyncpg.Connection[Any]) 
     assert await items(conn) == []
 
 
-async def test_batch_records_lists_what_acknowledged_batches_carried(sides: SideFactory) -> None:
+async def test_sent_records_are_what_our_batches_carried_typed_in_batch_order(
+    sides: SideFactory,
+) -> None:
     gateway = await sides.side("gateway", max_batch_records=2)
     await gateway.enqueue([request(n) for n in range(3)])
     first, second = (await gateway.link.export_once(at(0))).batches
+    requests = msgspec.json.Decoder(Request)
     async with gateway.pool.acquire() as connection:
-        carried = await batch_records(connection, [second.batch_id, first.batch_id], "request")
-        assert await batch_records(connection, [first.batch_id], "response") == []
-    assert [record["payload"]["n"] for record in carried] == [0, 1, 2]
-    assert carried[0] == msgspec.to_builtins(request(0))
+        carried = await sent_records(connection, [second.batch_id, first.batch_id], requests)
+        responses = msgspec.json.Decoder(Response)
+        assert await sent_records(connection, [first.batch_id], responses) == []
+    assert carried == [request(n) for n in range(3)]

@@ -13,6 +13,8 @@ from airlink.records import (
     Ack,
     Cancel,
     ProfileType,
+    RequestErrorCode,
+    Response,
     ResponseError,
     ToGateway,
     ToProcessor,
@@ -109,3 +111,21 @@ def test_kind_of_names_the_tag() -> None:
     ]
     with pytest.raises(TypeError):
         kind_of(ResponseError("x", "y"))
+
+
+def test_a_request_error_code_crosses_as_the_plain_string_older_batches_carry() -> None:
+    plain = Response(
+        request_id=uuid.UUID(int=1),
+        status="failed",
+        result=None,
+        error=ResponseError("handler_timeout", "no result within 30 s"),
+        finished_at=T0,
+        trace_id="t",
+    )
+    typed = msgspec.structs.replace(
+        plain, error=ResponseError(RequestErrorCode.HANDLER_TIMEOUT, "no result within 30 s")
+    )
+    assert msgspec.json.encode(typed) == msgspec.json.encode(plain)
+    decoded = to_gateway.decode(msgspec.json.encode(plain))
+    assert decoded == typed
+    assert decoded.error.code == RequestErrorCode.HANDLER_TIMEOUT

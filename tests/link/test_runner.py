@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from airlink.batches import list_inbound, list_outbound
-from airlink.export import ExportReport
-from airlink.inbox import ImportReport
 from airlink.runner import utc_now
-from tests.link.conftest import Side, SideFactory, at, request, response
+from batchformat import load_signing_key
+from tests.link.conftest import Side, SideFactory, at, publish, request, response
 
 
 async def test_a_round_trip_applies_answers_and_acknowledges_on_both_sides(
@@ -34,7 +36,8 @@ async def test_a_round_trip_applies_answers_and_acknowledges_on_both_sides(
     assert [kind for kind, _ in await gateway.applied()] == ["response"]
     acknowledged = "SELECT acknowledged_at FROM link_outbound_batch WHERE batch_id = $1"
     assert await gateway.fetchval(acknowledged, sent.batch_id) == at(3)
-    assert await gateway.fetchval("SELECT batch_id FROM acknowledged") == sent.batch_id
+    ids = "SELECT array_agg(record->>'id' ORDER BY record->>'id') FROM acknowledged"
+    assert await gateway.fetchval(ids) == [str(request(1).id), str(request(2).id)]
 
     # The gateway's ack of the answer waits ack_delay_s, then closes the loop.
     assert (await gateway.link.export_once(at(4))).batches == []
@@ -132,25 +135,40 @@ async def all_acknowledged(side: Side) -> bool:
     return (await side.link.state()).unacknowledged_batches == 0
 
 
-async def test_after_hooks_see_each_pass_that_did_something(sides: SideFactory) -> None:
-    exported: list[list[str]] = []
-    imported: list[list[str]] = []
-
-    async def after_export(report: ExportReport) -> None:
-        exported.append([batch.kind for batch in report.batches])
-
-    async def after_import(report: ImportReport) -> None:
-        imported.append([batch.outcome for batch in report.batches])
-
-    gateway = await sides.side("gateway", after_export=after_export)
-    processor = await sides.side("processor", after_import=after_import)
-    await gateway.enqueue([request(1)])
+async def test_committed_sees_each_import_pass_that_did_something_with_its_effects(
+    sides: SideFactory,
+) -> None:
+    gateway = await sides.side("gateway", max_batch_records=2)
+    processor = await sides.side("processor")
+    await gateway.enqueue([request(n) for n in range(3)])
     await gateway.link.export_once(at(0))
-    assert (await gateway.link.export_once(at(0.5))).batches == []  # nothing to report
     await processor.link.import_once(at(1))
     await processor.link.import_once(at(1.5))  # an empty pass
-    assert exported == [["new"]]
-    assert imported == [["applied"]]
+    [report] = processor.service.committed_reports
+    assert [(batch.outcome, batch.effects) for batch in report.batches] == [
+        ("applied", (2,)),
+        ("applied", (1,)),
+    ]
+    assert report.effects() == [2, 1]
+
+
+async def test_a_failing_committed_leaves_the_import_applied_and_audited(
+    sides: SideFactory,
+) -> None:
+    gateway = await sides.side("gateway")
+    processor = await sides.side("processor")
+
+    async def down(report: object) -> None:
+        raise ConnectionError("redis is down")
+
+    processor.service.committed = down  # type: ignore[method-assign]
+    await gateway.enqueue([request(1)])
+    await gateway.link.export_once(at(0))
+    [batch] = (await processor.link.import_once(at(1))).batches
+    assert batch.outcome == "applied"
+    assert await processor.fetchval("SELECT count(*) FROM applied") == 1
+    audited = "SELECT outcome FROM audit_log WHERE action = 'batch_imported' AND target = $1"
+    assert await processor.fetchval(audited, batch.name.file_name) == "applied"
 
 
 async def test_both_sides_list_what_they_sent_and_received(sides: SideFactory) -> None:
@@ -171,4 +189,34 @@ async def test_both_sides_list_what_they_sent_and_received(sides: SideFactory) -
         sent.batch_id,
         "request-net",
         1,
+    )
+
+
+async def test_the_link_audits_batches_imported_quarantined_and_exported_but_not_heartbeats(
+    sides: SideFactory, key_dir: Path
+) -> None:
+    gateway = await sides.side("gateway")
+    processor = await sides.side("processor")
+    await gateway.link.export_once(at(0))  # a heartbeat: not audited
+    await gateway.enqueue([request(1)])
+    [sent] = (await gateway.link.export_once(at(100))).batches
+    forged = publish(
+        processor.settings.inbox_dir, load_signing_key(key_dir / "intruder.key"), [request(2)], 9
+    )
+    report = await processor.link.import_once(at(101))
+    outcomes = {batch.name.file_name: batch.outcome for batch in report.batches}
+    assert outcomes[forged.name] == "quarantined"
+    exported = await gateway.pool.fetch("SELECT action, target, details FROM audit_log")
+    assert [(row["action"], row["target"]) for row in exported] == [
+        ("batch_exported", str(sent.batch_id))
+    ]
+    assert msgspec.json.decode(exported[0]["details"]) == {"seq": 2, "kind": "new", "records": 1}
+    imported = await processor.pool.fetch("SELECT action, target, outcome FROM audit_log")
+    assert sorted((row["action"], row["target"], row["outcome"]) for row in imported) == sorted(
+        [
+            ("batch_imported", name, outcome)
+            for name, outcome in outcomes.items()
+            if outcome != "quarantined"
+        ]
+        + [("batch_quarantined", forged.name, "quarantined")]
     )

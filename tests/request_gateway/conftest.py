@@ -111,14 +111,14 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
         await connection.close()
 
 
-Sync = Callable[[Sequence[Any]], Awaitable[ImportReport]]
+Sync = Callable[[Sequence[Any]], Awaitable[ImportReport[None]]]
 
 
 @pytest.fixture
 def sync(processor: FakeProcessor, link_runtime: Runtime) -> Sync:
     """Send records from the processor and import them, as the worker would."""
 
-    async def send_and_import(records: Sequence[Any]) -> ImportReport:
+    async def send_and_import(records: Sequence[Any]) -> ImportReport[None]:
         processor.send(records)
         report = await link_runtime.link.import_once()
         assert [batch.outcome for batch in report.batches] == ["applied"], report

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
-from airlink.records import Ack, Cancel, Request, Response, ResponseError
+from airlink.records import Ack, Cancel, Request, RequestErrorCode, Response, ResponseError
+from request_gateway.domain import requests
 from request_gateway.runtime import Runtime
 from request_gateway.settings import GatewaySettings
 from request_gateway.worker import expire_due
@@ -235,3 +237,28 @@ async def test_a_page_bound_past_any_seq_is_a_validation_error(
         )
         assert response.status_code == 400, response.text
         assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_the_codes_the_gateway_gives_requests_are_request_error_codes() -> None:
+    statements = [value for name, value in vars(requests).items() if name.endswith("_SQL")]
+    codes = set(re.findall(r"error_code = '([a-z_]+)'", " ".join(statements)))
+    assert codes == {"cancelled", "account_inactive", "expired"}
+    assert codes <= set(RequestErrorCode)
+
+
+async def test_a_batch_and_the_users_it_locked_out_are_audited_in_its_import(
+    make_member: MakeMember, sync: Sync, db: Any
+) -> None:
+    member = await make_member()
+    report = await sync([msgspec.structs.replace(member.record, active=False, version=2)])
+    [batch] = report.batches
+    rows = await db.fetch(
+        "SELECT action, target, outcome, details FROM audit_log "
+        "WHERE action IN ('batch_imported', 'users_locked_out') ORDER BY id DESC LIMIT 2"
+    )
+    by_action = {row["action"]: row for row in rows}
+    assert by_action["batch_imported"]["target"] == batch.name.file_name
+    assert by_action["batch_imported"]["outcome"] == "applied"
+    assert msgspec.json.decode(by_action["users_locked_out"]["details"]) == {
+        "users": [str(member.id)]
+    }

@@ -14,6 +14,7 @@ from servicekit.testing import MakeDatabase, table_contents
 
 FIRST = "2026-11-27T20:55:00:000000"  # the tables, before the hand-written migration
 SECOND = "2026-11-27T21:00:00:000000"  # search vectors, indexes, checks, append-only audit
+THIRD = "2026-12-02T16:00:00:000000"  # scheduler state
 
 
 async def test_later_migrations_apply_to_a_database_holding_data(
@@ -65,12 +66,15 @@ async def test_the_hand_written_migration_goes_back_and_forth_keeping_every_row(
         assert await ran_migrations(connection, "processor") == [FIRST]
         assert await connection.fetchval("SELECT to_regclass('document_search_idx')") is None
         back = await table_contents(connection)
-        assert back == _without(before, "document", "search")  # only the derived column went
+        # Only the derived column went, and the scheduler state (the audit log rebuilds it).
+        expected = _without(before, "document", "search")
+        assert expected.pop("scheduler_state") == []
+        assert back == expected
         # The audit log is no longer append-only: the trigger went with the migration.
         await connection.execute("UPDATE audit_log SET outcome = outcome")
 
         await migrate(url, APPS)
-        assert await ran_migrations(connection, "processor") == [FIRST, SECOND]
+        assert await ran_migrations(connection, "processor") == [FIRST, SECOND, THIRD]
         assert await table_contents(connection) == before
         rain = "SELECT count(*) FROM document WHERE search @@ to_tsquery('english', 'rain')"
         assert await connection.fetchval(rain) == 1
@@ -121,3 +125,24 @@ def _without(
         {key: value for key, value in row.items() if key != column} for row in contents[table]
     ]
     return trimmed
+
+
+async def test_the_scheduler_state_starts_from_the_last_snapshot_the_audit_log_holds(
+    postgres_database: MakeDatabase,
+) -> None:
+    url = postgres_database()
+    await migrate_to(url, APPS, "processor", SECOND)
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(
+            """INSERT INTO audit_log (action, actor, at) VALUES
+                   ('users_snapshot', 'system', '2026-12-01T10:00:00Z'),
+                   ('users_snapshot', 'system', '2026-12-01T11:00:00Z')"""
+        )
+        await migrate(url, APPS)
+        rows = await connection.fetch("SELECT task, last_run_at FROM scheduler_state")
+        assert [(row["task"], row["last_run_at"].isoformat()) for row in rows] == [
+            ("users_snapshot", "2026-12-01T11:00:00+00:00")
+        ]
+    finally:
+        await connection.close()

@@ -9,8 +9,10 @@ from typing import Any
 
 import msgspec
 import pytest
-from arq import Retry
+from arq import ArqRedis, Retry
+from arq.jobs import Job, JobStatus
 
+from airlink import Link
 from airlink.records import Response
 from batchformat import generate_key_pair, load_signing_key
 from response_processor.domain import audit
@@ -18,9 +20,11 @@ from response_processor.domain.documents import DocumentIn, load_documents
 from response_processor.domain.requests import reopen_dead_letter
 from response_processor.domain.snapshot import snapshot_if_due
 from response_processor.domain.users import UserIn, UserPatch, create_user, update_user
+from response_processor.link.service import ProcessorLink
 from response_processor.processing.handlers.base import Handler, HandlerContext
 from response_processor.processing.handlers.registry import load_registry
 from response_processor.processing.jobs import JobResources, JobSettings, run_request
+from response_processor.processing.reconcile import reconcile
 from response_processor.runtime import Runtime, open_runtime
 from response_processor.settings import ProcessorSettings
 from tests.response_processor.conftest import USER_PASSWORD
@@ -256,6 +260,39 @@ async def test_a_corrupted_batch_is_quarantined_and_nothing_of_it_applied(
     assert (rt.settings.inbox_path / "quarantine" / path.name).exists()
 
 
+async def test_a_batch_imported_while_redis_is_down_is_audited_and_its_jobs_queued_later(
+    rt: Runtime, gateway: FakeGateway, settings: ProcessorSettings
+) -> None:
+    user_id = await make_user(rt)
+    sent = request(user_id)
+    gateway.send([sent])
+    # Nothing listens on this socket: queueing the jobs after the commit fails.
+    down = ArqRedis(unix_socket_path=str(settings.data_dir / "gone.sock"))
+    link = Link(
+        rt.pool,
+        settings.link_settings(),
+        ProcessorLink(down),
+        signing_key=rt.signing_key,
+        peer_keys=rt.peer_keys,
+    )
+    try:
+        [batch] = (await link.import_once()).batches
+    finally:
+        link.close()
+        await down.aclose()
+    assert batch.outcome == "applied"
+    async with rt.pool.acquire() as conn:
+        audited = await conn.fetchval(
+            "SELECT outcome FROM audit_log WHERE action = 'batch_imported' AND target = $1",
+            batch.name.file_name,
+        )
+    assert audited == "applied"
+    job = Job(str(sent.id), rt.arq)
+    assert await job.status() is JobStatus.not_found
+    assert await reconcile(rt.pool, rt.arq) == 1
+    assert await job.status() is JobStatus.queued
+
+
 async def test_a_batch_signed_by_an_unknown_key_is_quarantined(
     rt: Runtime, gateway: FakeGateway, settings: ProcessorSettings
 ) -> None:
@@ -279,3 +316,18 @@ async def test_the_user_snapshot_names_everyone_and_waits_its_interval(
     assert len(snapshots) == 2
     assert str(user_id) in snapshots[0]["user_ids"]
     assert {"standard", "restricted"} <= set(snapshots[0]["profile_types"])
+
+
+async def test_the_snapshot_cadence_is_scheduler_state_not_the_audit_log(rt: Runtime) -> None:
+    assert await snapshot_if_due(rt.pool, timedelta(hours=1)) is True
+    async with rt.pool.acquire() as conn:
+        last = await conn.fetchval(
+            "SELECT last_run_at FROM scheduler_state WHERE task = 'users_snapshot'"
+        )
+        assert last is not None
+        # An hour back in the scheduler's own row: due again, whatever the audit log says.
+        await conn.execute(
+            "UPDATE scheduler_state SET last_run_at = last_run_at - interval '1 hour'"
+        )
+    assert await snapshot_if_due(rt.pool, timedelta(hours=1)) is True
+    assert await snapshot_if_due(rt.pool, timedelta(hours=1)) is False

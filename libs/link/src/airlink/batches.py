@@ -1,28 +1,28 @@
 """Listing the batches a side has sent and received, for operators (`GET /api/v1/.../batches`)."""
 
+# ruff: noqa: S608 - the SQL interpolates only the constant names of airlink.schema
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final
 
 import msgspec
 
+from airlink.schema import INBOUND_BATCH, OUTBOUND_BATCH
 from servicekit.database import Connection
 
-Direction = Literal["outbound", "inbound"]
-
-OUTBOUND_SQL: Final = """
+OUTBOUND_SQL: Final = f"""
     SELECT batch_id, peer, seq, reason AS kind, record_count, business_count, size_bytes,
            created_at, published_at, last_published_at, publish_count, acknowledged_at
-    FROM link_outbound_batch
+    FROM {OUTBOUND_BATCH}
     WHERE ($1::bigint IS NULL OR seq < $1)
     ORDER BY peer, seq DESC LIMIT $2
 """
-INBOUND_SQL: Final = """
+INBOUND_SQL: Final = f"""
     SELECT batch_id, source, seq, record_count, business_count, created_at,
            first_received_at, last_received_at, times_received
-    FROM link_inbound_batch
+    FROM {INBOUND_BATCH}
     WHERE ($1::bigint IS NULL OR seq < $1)
     ORDER BY source, seq DESC LIMIT $2
 """

@@ -8,22 +8,17 @@ link's settings are declared once and read the same way on both sides.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import msgspec
 import structlog
 
-from airlink.settings import LinkSettings
+from airlink.settings import LinkSettings, LinkTimings
 from batchformat import SigningKey, TrustedKeys, generate_key_pair, load_signing_key
 from batchformat.models import NetworkId
-
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
 log = structlog.get_logger("airlink.keys")
 
 
-class LinkEndpointSettings(msgspec.Struct, frozen=True, kw_only=True):
+class LinkEndpointSettings(LinkTimings, frozen=True, kw_only=True):
     """One side's link settings; docs/link-protocol.md describes the timings."""
 
     data_dir: Path
@@ -34,13 +29,6 @@ class LinkEndpointSettings(msgspec.Struct, frozen=True, kw_only=True):
     signing_key_file: Path | None = None  # default: data_dir/keys/<network_id>.key
     peer_keys_dir: Path | None = None  # default: data_dir/keys/peers
     signing_enabled: bool = True
-    export_window_s: PositiveFloat = 1.0
-    max_batch_records: PositiveInt = 10_000
-    ack_delay_s: PositiveFloat = 2.0
-    heartbeat_interval_s: PositiveFloat = 30.0
-    resend_after_s: PositiveFloat = 300.0
-    sweep_interval_s: PositiveFloat = 60.0
-    stale_after_s: PositiveFloat = 90.0
 
     @property
     def outbox_path(self) -> Path:
@@ -64,19 +52,11 @@ class LinkEndpointSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     def link_settings(self) -> LinkSettings:
         """The `LinkSettings` these settings describe."""
+        timings = {name: getattr(self, name) for name in LinkTimings.__struct_fields__}
         return LinkSettings(
-            network_id=self.network_id,
-            peer_network_id=self.peer_network_id,
-            outbox_dir=self.outbox_path,
-            inbox_dir=self.inbox_path,
-            export_window_s=self.export_window_s,
-            max_batch_records=self.max_batch_records,
-            ack_delay_s=self.ack_delay_s,
-            heartbeat_interval_s=self.heartbeat_interval_s,
-            resend_after_s=self.resend_after_s,
-            sweep_interval_s=self.sweep_interval_s,
-            stale_after_s=self.stale_after_s,
-        )
+            network_id=self.network_id, peer_network_id=self.peer_network_id,
+            outbox_dir=self.outbox_path, inbox_dir=self.inbox_path, **timings,
+        )  # fmt: skip
 
     def link_production_problems(self, prefix: str) -> list[str]:
         """What production refuses in the link's settings (unsigned batches, made-up keys)."""

@@ -12,6 +12,7 @@ creating batches, and each publication holds its batch row (`FOR UPDATE SKIP LOC
 batch is never published by two exporters at once.
 """
 
+# ruff: noqa: S608 - the SQL interpolates only the constant names of airlink.schema
 from __future__ import annotations
 
 import time
@@ -25,9 +26,10 @@ import structlog
 
 from airlink import metrics
 from airlink.render import OUTBOUND_COLUMNS, OutboundBatchRow, Rendered, render_batch
+from airlink.schema import OUTBOUND_BATCH, OUTBOX_GROUP, PEER, AuditAction
 from airlink.settings import LinkSettings
-from airlink.state import ensure_peer
 from batchformat import SigningKey
+from servicekit import audit
 from servicekit.database import Connection, Pool
 
 # A resend pass is bounded so that a long outage (thousands of unacknowledged heartbeats)
@@ -38,47 +40,46 @@ Reason = Literal["new", "heartbeat"]
 
 log = structlog.get_logger("airlink.export")
 
-_LOCK_PEER = "SELECT next_seq, last_batch_at FROM link_peer WHERE peer = $1 FOR UPDATE"
-_WHAT_TO_SEND = """
+_LOCK_PEER = f"SELECT next_seq, last_batch_at FROM {PEER} WHERE peer = $1 FOR UPDATE"
+_WHAT_TO_SEND = f"""
     SELECT
-        EXISTS (SELECT 1 FROM link_outbox_group
+        EXISTS (SELECT 1 FROM {OUTBOX_GROUP}
                 WHERE batched_count < item_count AND business),
-        EXISTS (SELECT 1 FROM link_outbox_group
+        EXISTS (SELECT 1 FROM {OUTBOX_GROUP}
                 WHERE batched_count < item_count AND acks_business_batch AND created_at <= $1)
 """
 # Items are chosen by "in no batch yet" (a group's items from batched_count on), never by
 # "above the last exported group id": group ids are allocated at INSERT but become visible
 # at COMMIT, so a transaction that commits late holds a group id below ones already
 # exported. A high-water mark would skip its items for ever; here the next batch takes them.
-_PENDING_GROUPS = """
-    SELECT group_id, batched_count, item_count, business FROM link_outbox_group
+_PENDING_GROUPS = f"""
+    SELECT group_id, batched_count, item_count, business FROM {OUTBOX_GROUP}
     WHERE batched_count < item_count ORDER BY group_id LIMIT $1
 """
-_NEXT_SEQ = "UPDATE link_peer SET next_seq = next_seq + 1, last_batch_at = $2 WHERE peer = $1"
-_CREATE_BATCH = """
-    INSERT INTO link_outbound_batch (batch_id, peer, source, seq, created_at, reason,
+_NEXT_SEQ = f"UPDATE {PEER} SET next_seq = next_seq + 1, last_batch_at = $2 WHERE peer = $1"
+_CREATE_BATCH = f"""
+    INSERT INTO {OUTBOUND_BATCH} (batch_id, peer, source, seq, created_at, reason,
         slice_groups, slice_starts, slice_stops, record_count, business_count)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 """
-_MARK_BATCHED = """
-    UPDATE link_outbox_group AS g SET batched_count = slice.stop
+_MARK_BATCHED = f"""
+    UPDATE {OUTBOX_GROUP} AS g SET batched_count = slice.stop
     FROM unnest($1::bigint[], $2::integer[]) AS slice (group_id, stop)
     WHERE g.group_id = slice.group_id
 """
-# Only the constant column list is interpolated into these two.
 _NEXT_UNPUBLISHED = f"""
-    SELECT {OUTBOUND_COLUMNS} FROM link_outbound_batch
+    SELECT {OUTBOUND_COLUMNS} FROM {OUTBOUND_BATCH}
     WHERE peer = $1 AND published_at IS NULL
     ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED
-"""  # noqa: S608
+"""
 _NEXT_RESEND = f"""
-    SELECT {OUTBOUND_COLUMNS} FROM link_outbound_batch
+    SELECT {OUTBOUND_COLUMNS} FROM {OUTBOUND_BATCH}
     WHERE peer = $1 AND acknowledged_at IS NULL AND published_at IS NOT NULL
       AND last_published_at <= $2
     ORDER BY last_published_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED
-"""  # noqa: S608
-_MARK_PUBLISHED = """
-    UPDATE link_outbound_batch
+"""
+_MARK_PUBLISHED = f"""
+    UPDATE {OUTBOUND_BATCH}
     SET published_at = coalesce(published_at, $2), last_published_at = $2,
         publish_count = publish_count + 1, sha256 = $3, size_bytes = $4
     WHERE batch_id = $1
@@ -144,12 +145,10 @@ class Exporter:
         self._settings = settings
         self._key = signing_key
         self._peer = settings.peer_network_id
-        self._peer_ready = False
 
     async def export_once(self, now: datetime) -> ExportReport:
         """Run one pass: recover, resend, then make and publish new batches."""
         report = ExportReport()
-        await self._ensure_peer()
         await self._publish_unpublished(now, report)
         await self._resend_due(now, report)
         while (made := await self._make_batch(now)) is not None:
@@ -159,11 +158,6 @@ class Exporter:
             if made < self._settings.max_batch_records:
                 break
         return report
-
-    async def _ensure_peer(self) -> None:
-        if not self._peer_ready:
-            await ensure_peer(self._pool, self._peer)
-            self._peer_ready = True
 
     async def _make_batch(self, now: datetime) -> int | None:
         """Create the next batch if the rules say so; return its record count."""
@@ -234,7 +228,14 @@ class Exporter:
             await conn.execute(
                 _MARK_PUBLISHED, batch.batch_id, now, published.sha256, published.size_bytes
             )
-        kind = self._record_publication(batch, rendered, started)
+            kind = batch.kind
+            if kind != "heartbeat":  # heartbeats are too many to audit
+                details = {"seq": batch.seq, "kind": kind, "records": published.record_count}
+                target = str(batch.batch_id)
+                await audit.record(
+                    conn, audit.SYSTEM, AuditAction.BATCH_EXPORTED, target=target, details=details
+                )
+        self._record_publication(batch, rendered, started)
         report.batches.append(
             ExportedBatch(batch.batch_id, batch.seq, kind, published.record_count, published.sha256)
         )
@@ -242,11 +243,9 @@ class Exporter:
 
     def _record_publication(
         self, batch: OutboundBatchRow, rendered: Rendered, started: float
-    ) -> metrics.ExportKind:
-        """Log and count a publication; return its kind."""
-        kind: metrics.ExportKind = "resend" if batch.published_at is not None else "new"
-        if kind == "new" and batch.reason == "heartbeat":
-            kind = "heartbeat"
+    ) -> None:
+        """Log and count a publication."""
+        kind = batch.kind
         published = rendered.published
         if batch.sha256 is not None and batch.sha256 != published.sha256:
             # Rendering is a pure function of the rows; a different digest means the rows
@@ -263,4 +262,3 @@ class Exporter:
             bytes=published.size_bytes,
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
-        return kind

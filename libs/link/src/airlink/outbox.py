@@ -6,6 +6,7 @@ record exists if and only if the change committed. Each call writes one *group*:
 exact JSON text a batch will carry. The exporter later takes slices of pending groups.
 """
 
+# ruff: noqa: S608 - the SQL interpolates only the constant names of airlink.schema
 from __future__ import annotations
 
 import asyncio
@@ -13,51 +14,47 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
-from airlink.records import ACK_KIND, Ack, OutboundRecord, kind_of
+from airlink.records import ACK_KIND, Ack, OutboundRecord, kind_of, kinds_of
+from airlink.schema import ITEM_COLUMNS, OUTBOX_GROUP, OUTBOX_ITEM, SLICE_ITEMS
 from servicekit.database import Connection
+
+T = TypeVar("T")
 
 # Below this many records one statement beats COPY, which first looks up the table's columns.
 COPY_THRESHOLD: Final = 64
 CHECK_CHUNK: Final = 5_000
-ITEM_COLUMNS: Final = ("group_id", "position", "kind", "record")
 
 # The same encoder as batchformat's writer: what is stored is exactly what will be sent.
 _encoder = msgspec.json.Encoder(order="deterministic")
 _checkers: dict[type[Any], msgspec.json.Decoder[Any]] = {}
-_decoder = msgspec.json.Decoder()
 
-_NEW_GROUP = """
-    INSERT INTO link_outbox_group (item_count, business) VALUES ($1, true) RETURNING group_id
+_NEW_GROUP = f"""
+    INSERT INTO {OUTBOX_GROUP} (item_count, business) VALUES ($1, true) RETURNING group_id
 """
-_INSERT_SMALL = """
+_INSERT_SMALL = f"""
     WITH new_group AS (
-        INSERT INTO link_outbox_group (item_count, business)
+        INSERT INTO {OUTBOX_GROUP} (item_count, business)
         VALUES (cardinality($1::text[]), true) RETURNING group_id
     )
-    INSERT INTO link_outbox_item (group_id, position, kind, record)
+    INSERT INTO {OUTBOX_ITEM} (group_id, position, kind, record)
     SELECT new_group.group_id, item.position - 1, item.kind, item.record
     FROM new_group, unnest($1::text[], $2::json[]) WITH ORDINALITY AS item (kind, record, position)
 """
-_INSERT_ACK = """
+_INSERT_ACK = f"""
     WITH new_group AS (
-        INSERT INTO link_outbox_group (item_count, business, acks_business_batch, created_at)
+        INSERT INTO {OUTBOX_GROUP} (item_count, business, acks_business_batch, created_at)
         VALUES (1, false, $2, $3) RETURNING group_id
     )
-    INSERT INTO link_outbox_item (group_id, position, kind, record)
+    INSERT INTO {OUTBOX_ITEM} (group_id, position, kind, record)
     SELECT group_id, 0, 'ack', $1::json FROM new_group
 """
-_BATCH_RECORDS = """
-    SELECT item.record::text
-    FROM link_outbound_batch AS batch,
-         unnest(batch.slice_groups, batch.slice_starts, batch.slice_stops)
-             AS slice (group_id, start, stop),
-         link_outbox_item AS item
-    WHERE batch.batch_id = ANY($1) AND item.kind = $2 AND item.group_id = slice.group_id
-      AND item.position >= slice.start AND item.position < slice.stop
+_SENT_RECORDS = f"""
+    SELECT convert_to(item.record::text, 'UTF8') {SLICE_ITEMS}
+      AND batch.batch_id = ANY($1) AND item.kind = ANY($2)
     ORDER BY batch.seq, item.group_id, item.position
 """
 
@@ -77,7 +74,7 @@ async def enqueue(conn: Connection, records: Iterable[OutboundRecord]) -> int:
     else:
         group_id = await conn.fetchval(_NEW_GROUP, len(records))
         rows = _checked_rows(group_id, records)
-        await conn.copy_records_to_table("link_outbox_item", records=rows, columns=ITEM_COLUMNS)
+        await conn.copy_records_to_table(OUTBOX_ITEM, records=rows, columns=ITEM_COLUMNS)
     return len(records)
 
 
@@ -89,16 +86,16 @@ async def queue_ack(
     await conn.execute(_INSERT_ACK, record, business, now)
 
 
-async def batch_records(
-    conn: Connection, batch_ids: Sequence[uuid.UUID], kind: str
-) -> list[dict[str, Any]]:
-    """The records of one kind that our batches carried, as JSON objects, in batch order.
+async def sent_records(
+    conn: Connection, batch_ids: Sequence[uuid.UUID], decoder: msgspec.json.Decoder[T]
+) -> list[T]:
+    """The records of the decoder's kinds that our batches carried, typed, in batch order.
 
-    For a service's `on_acknowledged`: say, the gateway finding which requests the
-    processor now holds.
+    For a service's `acknowledged`: say, the gateway finding which requests the processor
+    now holds.
     """
-    rows = await conn.fetch(_BATCH_RECORDS, list(batch_ids), kind)
-    return [_decoder.decode(row[0]) for row in rows]
+    rows = await conn.fetch(_SENT_RECORDS, list(batch_ids), kinds_of(decoder.type))
+    return [decoder.decode(row[0]) for row in rows]
 
 
 async def _checked_rows(

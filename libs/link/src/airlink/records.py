@@ -11,7 +11,9 @@ does not quarantine batches while the two sides are upgraded one after the other
 
 from __future__ import annotations
 
+import typing
 import uuid
+from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -65,8 +67,25 @@ class Cancel(msgspec.Struct, tag_field="kind", tag="cancel", frozen=True, gc=Fal
     requested_at: Timestamp
 
 
+class RequestErrorCode(StrEnum):
+    """The codes Airlock itself gives a request that did not complete; a handler's
+    `HandlerError` may add its own. On the wire a plain string, as before the enum."""
+
+    CANCELLED = "cancelled"  # the gateway cancelled it before sending it
+    ACCOUNT_INACTIVE = "account_inactive"  # the gateway locked its user out before sending it
+    EXPIRED = "expired"  # no answer reached the gateway within the request TTL
+    USER_UNKNOWN = "user_unknown"
+    USER_INACTIVE = "user_inactive"
+    TYPE_NOT_ALLOWED = "type_not_allowed"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_PAYLOAD = "invalid_payload"
+    HANDLER_TIMEOUT = "handler_timeout"
+    HANDLER_FAILED = "handler_failed"
+
+
 class ResponseError(msgspec.Struct, frozen=True, gc=False):
-    """Why a request did not complete."""
+    """Why a request did not complete: a `RequestErrorCode`, or a handler's own code."""
 
     code: ErrorCode
     message: Annotated[str, msgspec.Meta(max_length=4096)]
@@ -135,9 +154,15 @@ OutboundRecord = Request | Cancel | Response | User | ProfileType | UserSnapshot
 """A record a service may queue for its peer; acks are queued by the link itself."""
 
 
-def kind_of(record: msgspec.Struct) -> str:
+def kinds_of(record_type: Any) -> list[str]:
+    """The `kind` tags of a record struct or a union of them."""
+    return [kind_of(member) for member in typing.get_args(record_type) or (record_type,)]
+
+
+def kind_of(record: msgspec.Struct | type[msgspec.Struct]) -> str:
     """The `kind` tag of a record struct."""
-    tag = type(record).__struct_config__.tag
+    record_type = record if isinstance(record, type) else type(record)
+    tag = record_type.__struct_config__.tag
     if not isinstance(tag, str):
-        raise TypeError(f"{type(record).__name__} is not a link record kind")
+        raise TypeError(f"{record_type.__name__} is not a link record kind")
     return tag

@@ -19,17 +19,14 @@ from typing import Any, Final
 
 import msgspec
 
+from airlink import metrics
+from airlink.schema import SLICE_ITEMS
 from batchformat import BatchWriter, Header, PublishedBatch, SigningKey
 from servicekit.database import Connection
 
-_ITEMS = """
-    SELECT item.kind, convert_to(item.record::text, 'UTF8')
-    FROM link_outbound_batch AS batch,
-         unnest(batch.slice_groups, batch.slice_starts, batch.slice_stops)
-             AS slice (group_id, start, stop),
-         link_outbox_item AS item
-    WHERE batch.batch_id = $1 AND item.group_id = slice.group_id
-      AND item.position >= slice.start AND item.position < slice.stop
+_ITEMS = f"""
+    SELECT item.kind, convert_to(item.record::text, 'UTF8') {SLICE_ITEMS}
+      AND batch.batch_id = $1
     ORDER BY item.group_id, item.position
 """
 
@@ -52,6 +49,13 @@ class OutboundBatchRow:
     def from_record(cls, row: Any) -> OutboundBatchRow:
         """Build from an asyncpg record selected with `OUTBOUND_COLUMNS`."""
         return cls(**{name: row[name] for name in cls.__slots__})
+
+    @property
+    def kind(self) -> metrics.ExportKind:
+        """What publishing it now is: a first publication (`new`, `heartbeat`) or a resend."""
+        if self.published_at is not None:
+            return "resend"
+        return "heartbeat" if self.reason == "heartbeat" else "new"
 
     @property
     def header(self) -> Header:

@@ -24,18 +24,20 @@ a group into a new batch at the same moment either finishes first (and the group
 waits for the chunk.
 """
 
+# ruff: noqa: S608 - the SQL interpolates only the constant names of airlink.schema
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Final
 
 import structlog
 
+from airlink.schema import INBOUND_BATCH, OUTBOUND_BATCH, OUTBOX_GROUP, OUTBOX_ITEM, PEER
 from airlink.settings import LinkSettings
 from batchformat import BatchName
 from servicekit.database import Connection, Pool
@@ -43,37 +45,37 @@ from servicekit.retention import CHUNK_ROWS, count_purged, purge_in_chunks
 
 log = structlog.get_logger("airlink.retention")
 
-_OLDEST_OUTBOUND: Final = """
-    SELECT batch_id, record_count FROM link_outbound_batch
+_OLDEST_OUTBOUND: Final = f"""
+    SELECT batch_id, record_count FROM {OUTBOUND_BATCH}
     WHERE peer = $1 AND acknowledged_at < $2 AND created_at < $2
     ORDER BY seq LIMIT $3
 """
-_DELETE_OUTBOUND: Final = """
-    DELETE FROM link_outbound_batch
+_DELETE_OUTBOUND: Final = f"""
+    DELETE FROM {OUTBOUND_BATCH}
     WHERE batch_id = ANY($1::uuid[]) AND acknowledged_at < $2 AND created_at < $2
     RETURNING slice_groups
 """
-_LOCK_GROUPS: Final = """
-    SELECT group_id FROM link_outbox_group WHERE group_id = ANY($1::bigint[])
+_LOCK_GROUPS: Final = f"""
+    SELECT group_id FROM {OUTBOX_GROUP} WHERE group_id = ANY($1::bigint[])
     ORDER BY group_id FOR UPDATE
 """
 # A batch's slice groups are in ascending order (the exporter takes pending groups in group
 # order), so its first and last say whether it can hold any group in [$2, $3]: only the few
 # batches that can are unnested.
-_DELETE_GROUPS: Final = """
+_DELETE_GROUPS: Final = f"""
     WITH still_referenced AS (
-        SELECT s.group_id FROM link_outbound_batch AS o, unnest(o.slice_groups) AS s (group_id)
+        SELECT s.group_id FROM {OUTBOUND_BATCH} AS o, unnest(o.slice_groups) AS s (group_id)
         WHERE o.slice_groups[1] <= $3 AND o.slice_groups[cardinality(o.slice_groups)] >= $2
     )
-    DELETE FROM link_outbox_group AS g
+    DELETE FROM {OUTBOX_GROUP} AS g
     WHERE g.group_id = ANY($1::bigint[]) AND g.batched_count = g.item_count
       AND NOT EXISTS (SELECT 1 FROM still_referenced AS r WHERE r.group_id = g.group_id)
     RETURNING g.group_id
 """
-_DELETE_ITEMS: Final = "DELETE FROM link_outbox_item WHERE group_id = ANY($1::bigint[])"
-_DELETE_INBOUND: Final = """
-    DELETE FROM link_inbound_batch WHERE (source, batch_id) IN (
-        SELECT b.source, b.batch_id FROM link_inbound_batch AS b, link_peer AS p
+_DELETE_ITEMS: Final = f"DELETE FROM {OUTBOX_ITEM} WHERE group_id = ANY($1::bigint[])"
+_DELETE_INBOUND: Final = f"""
+    DELETE FROM {INBOUND_BATCH} WHERE (source, batch_id) IN (
+        SELECT b.source, b.batch_id FROM {INBOUND_BATCH} AS b, {PEER} AS p
         WHERE b.source = $1 AND p.peer = $1 AND b.seq <= p.inbound_contiguous_seq
           AND b.last_received_at < $2
         LIMIT $3
@@ -81,7 +83,7 @@ _DELETE_INBOUND: Final = """
 """
 
 
-@dataclass(slots=True)
+@dataclasses.dataclass(slots=True)
 class LinkPurge:
     """What one purge deleted."""
 
@@ -93,13 +95,7 @@ class LinkPurge:
 
     def counts(self) -> dict[str, int]:
         """Deletions by what (the `what` label of `retention_purged_total`)."""
-        return {
-            "archived_batch_files": self.archived_batch_files,
-            "outbound_batches": self.outbound_batches,
-            "outbox_groups": self.outbox_groups,
-            "outbox_items": self.outbox_items,
-            "inbound_batches": self.inbound_batches,
-        }
+        return dataclasses.asdict(self)
 
 
 async def purge(

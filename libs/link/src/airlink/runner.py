@@ -9,27 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Generic
+from typing import Final, Generic
 
 import structlog
 from watchfiles import Change, awatch
 
 from airlink.export import Exporter, ExportReport
 from airlink.health import link_health_check
-from airlink.inbox import Importer, ImportReport, InboundHandler, R_contra
+from airlink.inbox import Importer, ImportReport
+from airlink.service import Effect, In, LinkService, Sent
 from airlink.settings import LinkSettings
-from airlink.state import LinkState, read_link_state, set_gauges
+from airlink.state import LinkState, ensure_peer, read_link_state, set_gauges
 from batchformat import BatchName, SigningKey, TrustedKeys
 from servicekit.database import Pool
 from servicekit.health import HealthCheck
+from servicekit.server import run_every
 
 # watchfiles yields once no new event came for STEP_MS, at most DEBOUNCE_MS after the first.
 WATCH_STEP_MS: Final = 20
 WATCH_DEBOUNCE_MS: Final = 200
 WATCH_RETRY_S: Final = 5.0
+# `LinkService.stage` is asked for this many records per transaction, this many per pass:
+# a backlog drains over several passes, none of them one huge transaction.
+STAGE_CHUNK: Final = 10_000
+STAGED_PER_PASS: Final = 50_000
 
 Clock = Callable[[], datetime]
 
@@ -41,64 +47,64 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Link(Generic[R_contra]):
-    """One side of the link: exporter, importer, state and health for one peer.
-
-    `inbound_records` is the union this side receives (`ToProcessor` on the processor,
-    `ToGateway` on the gateway); `handler` applies its records, acks excluded. Passing
-    `peer_keys=None` turns signature checks off, for development only.
-
-    `before_export` runs at the start of each export pass: the place to move records into
-    the outbox in bulk (the gateway stages its queued requests there).
-    `after_import` and `after_export` are called with each pass's report once its work is
-    committed and published (and only when the pass did something): the place for what must
-    wait for the commit, such as queueing jobs for requests just imported, or auditing.
-    """
+class Link(Generic[In, Sent, Effect]):
+    """One side of the link, for one peer: exporter, importer, state and health, around the
+    `service` it serves. Passing `peer_keys=None` turns signature checks off (development)."""
 
     def __init__(
         self,
         pool: Pool,
         settings: LinkSettings,
+        service: LinkService[In, Sent, Effect],
         *,
         signing_key: SigningKey,
         peer_keys: TrustedKeys | None,
-        inbound_records: Any,
-        handler: InboundHandler[R_contra],
         clock: Clock = utc_now,
-        after_import: Callable[[ImportReport], Awaitable[None]] | None = None,
-        after_export: Callable[[ExportReport], Awaitable[None]] | None = None,
-        before_export: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.pool = pool
-        self._after_import = after_import
-        self._after_export = after_export
-        self._before_export = before_export
+        self.service = service
         self.settings = settings
         self.clock = clock
         self.exporter = Exporter(pool, settings, signing_key)
-        self.importer = Importer(pool, settings, peer_keys, inbound_records, handler)
-        self._outbox_ready = False
+        self.importer = Importer(pool, settings, peer_keys, service)
+        self._ready = False
         if peer_keys is None:
             log.warning("link_signatures_unchecked", peer=settings.peer_network_id)
 
     async def export_once(self, now: datetime | None = None) -> ExportReport:
-        """One exporter pass: recover, resend, make and publish batches."""
-        if not self._outbox_ready:
-            await asyncio.to_thread(self.settings.outbox_dir.mkdir, parents=True, exist_ok=True)
-            self._outbox_ready = True
-        if self._before_export is not None:
-            await self._before_export()
-        report = await self.exporter.export_once(now or self.clock())
-        if report.batches and self._after_export is not None:
-            await self._after_export(report)
+        """One exporter pass: stage, recover, resend, make and publish batches."""
+        await self._prepare()
+        await self._stage()
+        return await self.exporter.export_once(now or self.clock())
+
+    async def import_once(self, now: datetime | None = None) -> ImportReport[Effect]:
+        """One importer pass over the inbox, then the service's `committed`."""
+        await self._prepare()
+        report = await self.importer.import_once(now or self.clock())
+        if report.batches:
+            try:
+                await self.service.committed(report)
+            except Exception as exc:
+                # The pass is committed and audited; what failed is the service's to redo
+                # (the processor's reconciliation queues the jobs Redis did not take).
+                log.error("link_committed_failed", error=f"{type(exc).__name__}: {exc}")
         return report
 
-    async def import_once(self, now: datetime | None = None) -> ImportReport:
-        """One importer pass over the inbox."""
-        report = await self.importer.import_once(now or self.clock())
-        if report.batches and self._after_import is not None:
-            await self._after_import(report)
-        return report
+    async def _prepare(self) -> None:
+        """Before the first pass: the peer's row and the outbox."""
+        if not self._ready:
+            await ensure_peer(self.pool, self.settings.peer_network_id)
+            await asyncio.to_thread(self.settings.outbox_dir.mkdir, parents=True, exist_ok=True)
+            self._ready = True
+
+    async def _stage(self) -> None:
+        staged = 0
+        while staged < STAGED_PER_PASS:
+            async with self.pool.acquire() as conn, conn.transaction():
+                count = await self.service.stage(conn, min(STAGE_CHUNK, STAGED_PER_PASS - staged))
+            staged += count
+            if count < STAGE_CHUNK:
+                return
 
     async def state(self, now: datetime | None = None) -> LinkState:
         """The link state towards the peer, and the gauges updated from it."""
@@ -125,26 +131,23 @@ class Link(Generic[R_contra]):
         logging.getLogger("watchfiles").setLevel(logging.WARNING)
         await asyncio.to_thread(self.settings.inbox_dir.mkdir, parents=True, exist_ok=True)
         wakeup = asyncio.Event()
-        log.info("link_started", peer=self.settings.peer_network_id, claims=self._claims_path())
+        peer, claims = self.settings.peer_network_id, str(self.importer.claims.path)
+        log.info("link_started", peer=peer, claims=claims)
+        # A failed pass (database or disk down) is logged and tried again next window:
+        # everything it did is in committed rows or published files, nothing is lost.
+        window = self.settings.export_window_s
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._export_loop(stop))
+                tasks.create_task(run_every(window, self._export_pass, stop, "link_export_pass"))
                 tasks.create_task(self._import_loop(stop, wakeup))
                 tasks.create_task(self._watch(stop, wakeup))
         finally:
             await asyncio.to_thread(self.close)
             log.info("link_stopped", peer=self.settings.peer_network_id)
 
-    async def _export_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            # A failed pass (database or disk down) is logged and tried again next window:
-            # everything it did is in committed rows or published files, nothing is lost.
-            try:
-                await self.export_once()
-                await self.state()
-            except Exception as exc:
-                log.error("link_export_pass_failed", error=f"{type(exc).__name__}: {exc}")
-            await _wait(stop, self.settings.export_window_s)
+    async def _export_pass(self) -> None:
+        await self.export_once()
+        await self.state()
 
     async def _import_loop(self, stop: asyncio.Event, wakeup: asyncio.Event) -> None:
         while not stop.is_set():
@@ -171,9 +174,6 @@ class Link(Generic[R_contra]):
             except (OSError, RuntimeError) as exc:
                 log.error("link_watch_failed", error=str(exc), retry_in_s=WATCH_RETRY_S)
                 await _wait(stop, WATCH_RETRY_S)
-
-    def _claims_path(self) -> str:
-        return str(self.importer.claims.path)
 
 
 async def _wait(stop: asyncio.Event, timeout_s: float, wakeup: asyncio.Event | None = None) -> None:

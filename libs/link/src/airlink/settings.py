@@ -15,13 +15,9 @@ PROCESSOR_NETWORK_ID: Final = "response-net"
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 
 
-class LinkSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """One side's view of the link: who it is, who its peer is, its folders and timings."""
+class LinkTimings(msgspec.Struct, frozen=True, kw_only=True):
+    """When the link sends, acknowledges, resends and sweeps, and how big batches grow."""
 
-    network_id: NetworkId
-    peer_network_id: NetworkId
-    outbox_dir: Path
-    inbox_dir: Path
     export_window_s: Seconds = 1.0
     max_batch_records: Annotated[int, msgspec.Meta(ge=1)] = 10_000
     ack_delay_s: Seconds = 2.0
@@ -29,6 +25,15 @@ class LinkSettings(msgspec.Struct, frozen=True, kw_only=True):
     resend_after_s: Seconds = 300.0
     sweep_interval_s: Seconds = 60.0
     stale_after_s: Seconds = 90.0
+
+
+class LinkSettings(LinkTimings, frozen=True, kw_only=True):
+    """One side's view of the link: who it is, who its peer is, its folders and timings."""
+
+    network_id: NetworkId
+    peer_network_id: NetworkId
+    outbox_dir: Path
+    inbox_dir: Path
     # How far a new batch's seq may lie beyond the highest seen: a valid, signed batch with
     # an absurd seq would otherwise open a gap that never closes (docs/link-protocol.md).
     max_seq_jump: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000

@@ -1,5 +1,6 @@
 """Per-peer link state, computed with SQL: what the health check and the gauges report."""
 
+# ruff: noqa: S608 - the SQL interpolates only the constant names of airlink.schema
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,21 +8,22 @@ from datetime import datetime
 from typing import Final
 
 from airlink import metrics
+from airlink.schema import INBOUND_BATCH, OUTBOUND_BATCH, PEER
 from servicekit.database import Connection, Pool
 
 MISSING_SAMPLE: Final = 20  # missing seqs listed by name; the count covers all of them
 
-_ENSURE_PEER = "INSERT INTO link_peer (peer) VALUES ($1) ON CONFLICT (peer) DO NOTHING"
+_ENSURE_PEER = f"INSERT INTO {PEER} (peer) VALUES ($1) ON CONFLICT (peer) DO NOTHING"
 
 # Seqs up to inbound_contiguous_seq all arrived (the importer advances it), so only the few
 # batches above it are counted: the query stays small however long the link has run. Gaps
 # are ranges between consecutive seqs that arrived (lag()), never enumerated: only the first
 # $2 seqs of each range are listed, so a peer's jump of 10^12 costs no more than one of 2.
-_STATE = """
+_STATE = f"""
     SELECT
         p.last_inbound_at,
         p.inbound_max_seq - p.inbound_contiguous_seq - (
-            SELECT count(DISTINCT b.seq) FROM link_inbound_batch AS b
+            SELECT count(DISTINCT b.seq) FROM {INBOUND_BATCH} AS b
             WHERE b.source = p.peer AND b.seq > p.inbound_contiguous_seq
         ) AS missing,
         ARRAY(
@@ -29,7 +31,7 @@ _STATE = """
                 SELECT lag(d.seq, 1, p.inbound_contiguous_seq) OVER (ORDER BY d.seq) + 1 AS lo,
                        d.seq - 1 AS hi
                 FROM (
-                    SELECT DISTINCT b.seq FROM link_inbound_batch AS b
+                    SELECT DISTINCT b.seq FROM {INBOUND_BATCH} AS b
                     WHERE b.source = p.peer AND b.seq > p.inbound_contiguous_seq
                 ) AS d
             ) AS gap,
@@ -39,10 +41,10 @@ _STATE = """
         ) AS missing_seqs,
         u.unacknowledged,
         u.oldest_published_at
-    FROM link_peer AS p,
+    FROM {PEER} AS p,
     LATERAL (
         SELECT count(*) AS unacknowledged, min(o.published_at) AS oldest_published_at
-        FROM link_outbound_batch AS o
+        FROM {OUTBOUND_BATCH} AS o
         WHERE o.peer = p.peer AND o.acknowledged_at IS NULL AND o.published_at IS NOT NULL
     ) AS u
     WHERE p.peer = $1

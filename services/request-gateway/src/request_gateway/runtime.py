@@ -17,14 +17,13 @@ import redis.asyncio
 import structlog
 
 from airlink.endpoint import load_link_keys
-from airlink.records import ToGateway
+from airlink.records import GatewayBusiness, Request
 from airlink.runner import Link
 from authkit.login_limits import LoginLimiter
 from authkit.sessions import RefreshTokenPolicy
 from authkit.tokens import AccessTokenIssuer, AccessTokenVerifier, token_pair
 from request_gateway.identity import IdentityCache
-from request_gateway.link.hooks import LinkHooks
-from request_gateway.link.inbound import GatewayInbound
+from request_gateway.link.service import GatewayLink
 from request_gateway.settings import GatewaySettings
 from servicekit.database import Pool, open_pool, watch_pool
 from servicekit.embedded import EmbeddedServices, resolve_service_urls
@@ -35,7 +34,6 @@ from servicekit.redis_url import parse_redis_url
 APPS: Final = ["airlink.piccolo_app", "authkit.piccolo_app", "request_gateway.db.piccolo_app"]
 RATE_LIMIT_KEY_PREFIX: Final = "gateway:rate:"
 """Redis keys of the per-user request rate limits (GCRA state, one key per user)."""
-STAGED_PER_EXPORT: Final = 50_000
 
 log = structlog.get_logger("request_gateway")
 
@@ -55,7 +53,7 @@ class Runtime:
     login_limiter: LoginLimiter
     rate_limiter: RateLimiter
     identity: IdentityCache
-    link: Link[Any]
+    link: Link[GatewayBusiness, Request, None]
 
 
 def embedded_services(settings: GatewaySettings) -> EmbeddedServices:
@@ -121,19 +119,10 @@ async def open_runtime(settings: GatewaySettings, *, listen: bool = True) -> Asy
         )
 
 
-def _link(settings: GatewaySettings, pool: Pool) -> Link[Any]:
+def _link(settings: GatewaySettings, pool: Pool) -> Link[GatewayBusiness, Request, None]:
     signing_key, peer_keys = load_link_keys(settings, generate_missing=settings.env != "production")
-    inbound = GatewayInbound()
-    hooks = LinkHooks(pool, inbound, max_staged=STAGED_PER_EXPORT)
     return Link(
-        pool,
-        settings.link_settings(),
-        signing_key=signing_key,
-        peer_keys=peer_keys,
-        inbound_records=ToGateway,
-        handler=inbound,
-        before_export=hooks.before_export,
-        after_import=hooks.after_import,
+        pool, settings.link_settings(), GatewayLink(), signing_key=signing_key, peer_keys=peer_keys
     )
 
 

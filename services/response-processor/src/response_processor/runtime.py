@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Never
 
 import redis.asyncio
 import structlog
@@ -17,14 +17,13 @@ from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 
 from airlink.endpoint import load_link_keys
-from airlink.records import ToProcessor
+from airlink.records import ProcessorBusiness
 from airlink.runner import Link
 from authkit.login_limits import LoginLimiter
 from authkit.tokens import AccessTokenIssuer, AccessTokenVerifier, token_pair
 from batchformat import SigningKey, TrustedKeys
 from response_processor.domain.bootstrap import announce, prepare_database
-from response_processor.link.hooks import LinkHooks
-from response_processor.link.inbound import ProcessorInbound
+from response_processor.link.service import NewRequests, ProcessorLink
 from response_processor.settings import ProcessorSettings
 from servicekit.database import Pool, open_pool, watch_pool
 from servicekit.embedded import EmbeddedServices, resolve_service_urls
@@ -47,7 +46,7 @@ class Runtime:
     login_limiter: LoginLimiter
     signing_key: SigningKey
     peer_keys: TrustedKeys | None
-    link: Link[Any]
+    link: Link[ProcessorBusiness, Never, NewRequests]
 
 
 @contextlib.asynccontextmanager
@@ -82,17 +81,12 @@ async def open_runtime(
             settings, generate_missing=settings.env != "production"
         )
         issuer, verifier = token_pair(settings)
-        inbound = ProcessorInbound()
-        hooks = LinkHooks(pool, arq_pool, inbound)
-        link: Link[Any] = Link(
+        link = Link(
             pool,
             settings.link_settings(),
+            ProcessorLink(arq_pool),
             signing_key=signing_key,
             peer_keys=peer_keys,
-            inbound_records=ToProcessor,
-            handler=inbound,
-            after_import=hooks.after_import,
-            after_export=hooks.after_export,
         )
         stack.callback(link.close)
         yield Runtime(

@@ -1,4 +1,7 @@
-"""What the gateway audits; `servicekit.audit` writes the entries."""
+"""What the gateway audits; `servicekit.audit` writes the entries.
+
+The link audits its own batches (`airlink.schema.AuditAction`), in the same `audit_log`.
+"""
 
 from __future__ import annotations
 
@@ -16,5 +19,3 @@ class Action(StrEnum):
     EXPORT_REQUESTED = "export_requested"
     USERS_SYNCED = "users_synced"
     USERS_LOCKED_OUT = "users_locked_out"
-    BATCH_IMPORTED = "batch_imported"
-    BATCH_QUARANTINED = "batch_quarantined"

@@ -17,7 +17,7 @@ from typing import Any, Final, Literal
 import asyncpg
 import msgspec
 
-from airlink.outbox import batch_records, enqueue
+from airlink.outbox import enqueue
 from airlink.records import Cancel, Request, Response
 from request_gateway.errors import GatewayErrorCode, gateway_error
 from servicekit.database import Connection
@@ -265,11 +265,10 @@ async def stage_for_export(conn: Connection, limit: int) -> int:
     return await enqueue(conn, records)
 
 
-async def mark_delivered(conn: Connection, batch_ids: Sequence[uuid.UUID]) -> None:
-    """The processor acknowledged these batches: their requests are delivered."""
-    records = await batch_records(conn, batch_ids, "request")
-    if records:
-        await conn.execute(DELIVERED_SQL, [uuid.UUID(record["id"]) for record in records])
+async def mark_delivered(conn: Connection, request_ids: Sequence[uuid.UUID]) -> None:
+    """The processor acknowledged the batches of these requests: they are delivered."""
+    if request_ids:
+        await conn.execute(DELIVERED_SQL, list(request_ids))
 
 
 async def apply_responses(conn: Connection, responses: Sequence[Response]) -> int:

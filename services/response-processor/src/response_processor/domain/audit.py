@@ -1,7 +1,8 @@
 """The processor's audit actions; entries are written by `servicekit.audit`.
 
 Re-exports `Actor`, `SYSTEM` and `record`, so the processor's code says
-``audit.record(conn, actor, audit.Action.USER_CREATED, ...)`` with one import.
+``audit.record(conn, actor, audit.Action.USER_CREATED, ...)`` with one import. The link
+audits its own batches (`airlink.schema.AuditAction`), in the same `audit_log`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,4 @@ class Action(StrEnum):
     DOCUMENTS_LOADED = "documents_loaded"
     DOCUMENTS_DELETED = "documents_deleted"
     ADMIN_ACCESS_REFUSED = "admin_access_refused"
-    BATCH_IMPORTED = "batch_imported"
-    BATCH_EXPORTED = "batch_exported"
-    BATCH_QUARANTINED = "batch_quarantined"
     USERS_SNAPSHOT = "users_snapshot"

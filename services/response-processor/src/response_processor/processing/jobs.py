@@ -14,7 +14,7 @@ import msgspec
 import structlog
 from arq import Retry
 
-from airlink.records import ResponseError
+from airlink.records import RequestErrorCode, ResponseError
 from response_processor.processing import metrics
 from response_processor.processing.handlers.base import Handler, HandlerContext, HandlerError
 from response_processor.processing.outcomes import RequestToRun, finish, load_request, start
@@ -92,7 +92,7 @@ async def _answer_without_running(
     payload_bytes = len(msgspec.json.encode(request.payload))
     refusal = request.refusal(payload_bytes)
     if refusal is None and request.type not in resources.handlers:
-        refusal = ("unknown_type", f"no handler for request type {request.type!r}")
+        refusal = (RequestErrorCode.UNKNOWN_TYPE, f"no handler for request type {request.type!r}")
     if refusal is not None:
         code, message = refusal
         await finish(connection, request.id, "rejected", error=ResponseError(code, message))
@@ -116,17 +116,21 @@ async def _run_handler(
         async with asyncio.timeout(settings.timeout_for(handler)):
             result = msgspec.to_builtins(await handler.run(payload, context))
     except msgspec.ValidationError as exc:
-        return await _fail(resources, request, ResponseError("invalid_payload", str(exc)), bound)
+        return await _fail(
+            resources, request, ResponseError(RequestErrorCode.INVALID_PAYLOAD, str(exc)), bound
+        )
     except HandlerError as exc:
         return await _fail(resources, request, ResponseError(exc.code, exc.message), bound)
     except TimeoutError:
         error = ResponseError(
-            "handler_timeout", f"no result within {settings.timeout_for(handler)} s"
+            RequestErrorCode.HANDLER_TIMEOUT, f"no result within {settings.timeout_for(handler)} s"
         )
         return await _transient(resources, request, attempt, error, bound)
     except Exception as exc:
         bound.warning("handler_error", attempt=attempt, error=f"{type(exc).__name__}: {exc}")
-        error = ResponseError("handler_failed", f"the handler failed: {type(exc).__name__}")
+        error = ResponseError(
+            RequestErrorCode.HANDLER_FAILED, f"the handler failed: {type(exc).__name__}"
+        )
         return await _transient(resources, request, attempt, error, bound)
     async with resources.pool.acquire() as connection:
         await finish(connection, request.id, "completed", result=result)

@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgspec
 
 from airlink.outbox import enqueue
-from airlink.records import Response, ResponseError, ResponseStatus
+from airlink.records import RequestErrorCode, Response, ResponseError, ResponseStatus
 from servicekit.database import Connection
 
 FINAL_STATUSES: Final = ("completed", "failed", "cancelled", "rejected")
@@ -47,7 +47,7 @@ DEAD_LETTER_SQL: Final = """
     VALUES ($1, $2, $3, $4)
 """
 
-Refusal = tuple[str, str]  # (error code, message)
+Refusal = tuple[RequestErrorCode, str]  # (error code, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +74,19 @@ class RequestToRun:
     def refusal(self, payload_bytes: int) -> Refusal | None:
         """Why this request must be answered with an error instead of run, if it must."""
         if self.user_active is None:
-            return "user_unknown", "the user does not exist on the response network"
+            return RequestErrorCode.USER_UNKNOWN, "the user does not exist on the response network"
         if not self.user_active:
-            return "user_inactive", "the user is deactivated"
+            return RequestErrorCode.USER_INACTIVE, "the user is deactivated"
         if self.type not in (self.allowed_request_types or []):
-            return "type_not_allowed", f"the user's profile does not allow {self.type!r}"
+            return (
+                RequestErrorCode.TYPE_NOT_ALLOWED,
+                f"the user's profile does not allow {self.type!r}",
+            )
         if self.max_payload_bytes is not None and payload_bytes > self.max_payload_bytes:
-            return "payload_too_large", f"the payload exceeds {self.max_payload_bytes} bytes"
+            return (
+                RequestErrorCode.PAYLOAD_TOO_LARGE,
+                f"the payload exceeds {self.max_payload_bytes} bytes",
+            )
         return None
 
 

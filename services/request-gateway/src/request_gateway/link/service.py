@@ -1,16 +1,18 @@
-"""Applying the processor's batches: responses settle requests, sync records update users."""
+"""The gateway's side of the link: stage queued requests, apply what the processor sends."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 import structlog
 from prometheus_client import Counter
 
-from airlink.records import GatewayBusiness, ProfileType, Response, User, UserSnapshot
+from airlink import LinkService
+from airlink.records import GatewayBusiness, ProfileType, Request, Response, User, UserSnapshot
 from batchformat import Header
 from request_gateway.domain import requests, sync
+from request_gateway.domain.audit import Action
+from servicekit import audit
 from servicekit.database import Connection
 
 RESPONSES = Counter(
@@ -23,20 +25,21 @@ RESPONSES = Counter(
 log = structlog.get_logger("request_gateway.link")
 
 
-class GatewayInbound:
-    """The gateway's `airlink.InboundHandler`: runs inside each import's transaction.
+class GatewayLink(LinkService[GatewayBusiness, Request, None]):
+    """Requests go out; responses and user sync records come in; acks mean delivered."""
 
-    It remembers who was locked out by each batch, for the after-import audit.
-    """
+    inbound_records = GatewayBusiness
+    sent_records = Request
 
-    def __init__(self) -> None:
-        self.reports: dict[uuid.UUID, sync.SyncReport] = {}
+    async def stage(self, conn: Connection, limit: int) -> int:
+        """Move queued requests of active users into the outbox."""
+        return await requests.stage_for_export(conn, limit)
 
     async def apply(
         self, conn: Connection, records: Sequence[GatewayBusiness], header: Header
     ) -> None:
         """Apply a chunk in record order: sync records first, so a response never waits."""
-        report = self.reports.setdefault(header.batch_id, sync.SyncReport())
+        report = sync.SyncReport()
         profile_types = [record for record in records if isinstance(record, ProfileType)]
         users = [record for record in records if isinstance(record, User)]
         snapshots = [record for record in records if isinstance(record, UserSnapshot)]
@@ -47,6 +50,9 @@ class GatewayInbound:
             await sync.apply_users(conn, users, report)
         for snapshot in snapshots:
             await sync.apply_snapshot(conn, snapshot, report)
+        if report.locked_out:  # in the import's transaction, like the lock-out itself
+            details = {"users": [str(user) for user in report.locked_out]}
+            await audit.record(conn, audit.SYSTEM, Action.USERS_LOCKED_OUT, details=details)
         if responses:
             settled = await requests.apply_responses(conn, responses)
             RESPONSES.labels("settled").inc(settled)
@@ -54,12 +60,6 @@ class GatewayInbound:
                 RESPONSES.labels("ignored").inc(ignored)
                 log.info("responses_ignored", batch_id=str(header.batch_id), count=ignored)
 
-    async def on_acknowledged(self, conn: Connection, batch_ids: Sequence[uuid.UUID]) -> None:
-        """The processor holds these batches' requests now: they are delivered."""
-        await requests.mark_delivered(conn, batch_ids)
-
-    def take_reports(self, batch_ids: Sequence[uuid.UUID]) -> list[sync.SyncReport]:
-        """What these (committed) batches changed; forgets every batch's report."""
-        taken = [self.reports[batch_id] for batch_id in batch_ids if batch_id in self.reports]
-        self.reports.clear()
-        return taken
+    async def acknowledged(self, conn: Connection, sent: Sequence[Request]) -> None:
+        """The processor holds these requests now: they are delivered."""
+        await requests.mark_delivered(conn, [request.id for request in sent])

@@ -1,16 +1,20 @@
-"""Applying the gateway's batches: requests are stored once, cancels honoured if in time."""
+"""The processor's side of the link: requests are stored once, cancels honoured if in time,
+and each request stored gets its job once the import committed."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, Never
 
 import msgspec
+from arq import ArqRedis
 
+from airlink import ImportReport, LinkService
 from airlink.records import Cancel, ProcessorBusiness, Request
 from batchformat import Header
 from response_processor.processing.outcomes import finish
+from response_processor.processing.queue import enqueue_requests
 from servicekit.database import Connection
 
 # A request seen before (a resent batch) is left alone: it is stored and run once.
@@ -44,36 +48,34 @@ MARK_CANCELLED_SQL: Final = """
 _encoder = msgspec.json.Encoder(order="deterministic")
 
 
-class ProcessorInbound:
-    """The processor's `airlink.InboundHandler`: runs inside each import's transaction.
+NewRequests = list[uuid.UUID]
+"""What applying a chunk did that must follow the commit: the requests it stored."""
 
-    It remembers which requests each batch stored, so that their jobs are queued once the
-    import has committed (`take_new_requests`, from the link's after-import hook).
-    """
 
-    def __init__(self) -> None:
-        self._new: dict[uuid.UUID, list[uuid.UUID]] = {}
+class ProcessorLink(LinkService[ProcessorBusiness, Never, NewRequests]):
+    """Requests and cancels come in; responses go out (their acks need nothing more)."""
+
+    inbound_records = ProcessorBusiness
+
+    def __init__(self, arq: ArqRedis) -> None:
+        self.arq = arq
 
     async def apply(
         self, conn: Connection, records: Sequence[ProcessorBusiness], header: Header
-    ) -> None:
+    ) -> NewRequests:
         """Store new requests (once) and apply cancels; nothing here runs a handler."""
         requests = [record for record in records if isinstance(record, Request)]
         cancels = [record for record in records if isinstance(record, Cancel)]
-        if requests:
-            stored = await _insert_requests(conn, requests, header.batch_id)
-            self._new.setdefault(header.batch_id, []).extend(stored)
+        stored = await _insert_requests(conn, requests, header.batch_id) if requests else []
         if cancels:
             await _apply_cancels(conn, cancels)
+        return stored
 
-    def take_new_requests(self, batch_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-        """The requests these batches stored; forgets them, and any other batch's (failed)."""
-        taken = [request for batch_id in batch_ids for request in self._new.get(batch_id, [])]
-        self._new.clear()
-        return taken
-
-    async def on_acknowledged(self, conn: Connection, batch_ids: Sequence[uuid.UUID]) -> None:
-        """Nothing to do: the link marks our batches acknowledged, responses need no more."""
+    async def committed(self, report: ImportReport[NewRequests]) -> None:
+        """Queue a job for each request the pass stored (reconciliation redoes it if this fails)."""
+        new_requests = [request for stored in report.effects() for request in stored]
+        if new_requests:
+            await enqueue_requests(self.arq, new_requests)
 
 
 async def _insert_requests(
