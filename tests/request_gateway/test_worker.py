@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import asyncpg
 import httpx
 
 from request_gateway.settings import GatewaySettings
-from servicekit.testing import wait_until
+from servicekit.testing import eventually, wait_until
 from tests.request_gateway.conftest import Client, MakeMember
 from tests.transfer_agent.conftest import free_port
 
@@ -78,11 +77,9 @@ async def test_the_worker_exports_queued_requests_and_stops_cleanly(
         read = await client.get(f"/api/v1/requests/{made.json()['id']}", headers=member.headers)
         assert read.json()["status"] == "exported"
         gone = "SELECT NOT EXISTS (SELECT 1 FROM request WHERE id = $1)"
-        for _ in range(100):
-            if await db.fetchval(gone, long_done):
-                break
-            await asyncio.sleep(0.1)
-        assert await db.fetchval(gone, long_done)
+        await eventually(
+            lambda: db.fetchval(gone, long_done), what="the old request purged", timeout_s=10
+        )
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0
     finally:

@@ -1,7 +1,7 @@
 """The gateway's side of the link, played for tests and benchmarks: signed batches into the inbox.
 
-Nothing in the service imports this module; `tests/` and `bench/` both do (neither imports
-the other).
+Nothing in the service imports this module; `tests/` and `bench/` both do (`bench/` may not
+import `tests/`: tests/bench/test_layering.py).
 """
 
 from __future__ import annotations
