@@ -7,7 +7,7 @@ PYTHON ?= python3
 UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN = $(UV) run --frozen --no-sync
 
-.PHONY: help uv sync demo test lint format bench check-deploy clean
+.PHONY: help uv sync demo test lint format bench check-deploy docs-config clean
 
 help:
 	@echo "make demo    the whole system on this machine until Ctrl-C (data in DEMO_DIR, default .local/)"
@@ -16,6 +16,7 @@ help:
 	@echo "make format  apply ruff's formatting and safe fixes"
 	@echo "make bench   run the benchmarks, report in bench/results/"
 	@echo "make check-deploy  promtool, systemd and static checks of deploy/ (installs promtool as root)"
+	@echo "make docs-config   regenerate docs/configuration.md from the settings structs"
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
@@ -49,6 +50,11 @@ bench: sync
 # Dockerfiles, .env examples and the dashboard; see deploy/check.sh.
 check-deploy: sync
 	@UV="$(UV)" bash deploy/check.sh
+
+# docs/configuration.md from the settings structs; tests/tools/test_configuration_doc.py
+# fails when it is stale.
+docs-config: sync
+	@PYTHONPATH=deploy/local $(RUN) python -m tools.configuration_doc
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

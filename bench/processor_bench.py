@@ -1,7 +1,8 @@
 """Response processor: import and export of 100,000 records, and jobs through `echo`.
 
-- import: one `runtime.link.import_once()` of a 100,000-request batch that the tests'
-  `FakeGateway` signed into the inbox: claim, verify, the processor's inbound handler
+- import: one `runtime.link.import_once()` of a 100,000-request batch that
+  `response_processor.testing.FakeGateway` signed into the inbox: claim, verify, the
+  processor's inbound handler
   (INSERT ... SELECT unnest per 5,000-record chunk), record, ack, commit, archive. Its
   after-import hook, which queues one arq job per new request, is timed apart as
   `queueing_jobs`, in the first round only (it takes most of a minute);
@@ -75,11 +76,11 @@ from response_processor.processing.jobs import JOB_NAME
 from response_processor.processing.worker import POLL_DELAY_S
 from response_processor.runtime import open_runtime
 from response_processor.settings import PREFIX, ProcessorSettings
+from response_processor.testing import FakeGateway, request
 from servicekit.embedded import resolve_service_urls
 from servicekit.logs import configure_logging
 from servicekit.metrics import MULTIPROCESS_ENV
 from servicekit.redis_url import parse_redis_url
-from tests.response_processor.linkside import FakeGateway, request
 
 RECORDS: Final = int(os.environ.get("BENCH_PROCESSOR_RECORDS", "100000"))
 JOBS: Final = int(os.environ.get("BENCH_PROCESSOR_JOBS", "2000"))
@@ -736,7 +737,8 @@ def _link_section(figures: dict[str, Any]) -> list[str]:
         *[f"| {name} | {seconds[name]:.3f} | {rates[name]:,} |" for name in LINK_STEPS],
         "",
         "- `import`: `runtime.link.import_once()` on one batch of gateway requests (~300 B "
-        "each) that the tests' FakeGateway signed into the inbox: claim, verify, the inbound "
+        "each) that `response_processor.testing.FakeGateway` signed into the inbox: claim, "
+        "verify, the inbound "
         "handler's INSERT ... SELECT unnest per 5,000-record chunk, record, ack, commit, "
         "archive; without its after-import hook, timed apart as `queueing_jobs`: select the "
         "new requests' ids, one arq `enqueue_job` per request (its records/s are jobs/s), "

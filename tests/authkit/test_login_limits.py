@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import redis.asyncio
@@ -161,37 +159,6 @@ def test_limits_must_allow_at_least_one_attempt_in_a_positive_window(
         LoginLimiter(redis_client, per_username=(0, 300))
     with pytest.raises(ValueError, match="positive window"):
         LoginLimiter(redis_client, per_address=(5, 0))
-
-
-@pytest.fixture
-async def unreachable_redis(tmp_path: Path) -> AsyncIterator[redis.asyncio.Redis]:
-    """A client whose server is gone (nothing listens on its socket)."""
-    client = redis.asyncio.Redis(unix_socket_path=str(tmp_path / "gone.sock"))
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def silent_redis() -> AsyncIterator[redis.asyncio.Redis]:
-    """A client whose server accepts connections and then never answers."""
-    connections: list[asyncio.StreamWriter] = []
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(writer)
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = redis.asyncio.Redis(host="127.0.0.1", port=port)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-        for writer in connections:
-            writer.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_with_redis_down_logins_fail_closed_by_default(

@@ -18,6 +18,7 @@ from batchformat import (
     TrustedKeys,
     verify_batch_file,
 )
+from servicekit.testing import imported_modules
 from tests.batchformat.conftest import Ack, Echo, MakeBatch, TestRecord, echo_records, make_header
 from tests.batchformat.rawbatch import header_bytes, signed_file
 
@@ -273,3 +274,13 @@ def test_feeding_in_any_piece_size_gives_the_same_records(
         decoded += parser.feed(data[start : start + piece])
     assert parser.finish().record_count == 200
     assert decoded == records
+
+
+def test_the_push_parser_knows_nothing_of_files_and_the_old_import_path_still_works() -> None:
+    import batchformat.parser
+    import batchformat.reader
+
+    imports = imported_modules(Path(batchformat.parser.__file__))
+    assert not imports & {"pathlib", "batchformat.fsops", "batchformat.reader"}, imports
+    for name in ("BatchParser", "Expectations", "VerifiedBatch", "DEFAULT_MAX_LINE_BYTES"):
+        assert getattr(batchformat.reader, name) is getattr(batchformat.parser, name)

@@ -270,13 +270,3 @@ def login(client: httpx.Client, api: str, username: str, password: str) -> dict[
     response = client.post(f"{api}/auth/login", json={"username": username, "password": password})
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
-def wait_until(what: str, check: Any, timeout_s: float = FINAL_TIMEOUT_S) -> Any:
-    """Until `check()` returns something truthy; that value."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout_s:.0f} s")

@@ -29,7 +29,8 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from tests.e2e.stack import SIDES, Stack, running_stack, wait_until
+from servicekit.testing import wait_until
+from tests.e2e.stack import SIDES, Stack, running_stack
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -269,8 +270,10 @@ def settle(stack: Stack, ledger: Ledger) -> float:
                 return False
         return True
 
-    wait_until("every accepted request answered on the gateway", answered, SETTLE_TIMEOUT_S)
-    wait_until("the link settled", link_settled, SETTLE_TIMEOUT_S)
+    wait_until(
+        answered, what="every accepted request answered on the gateway", timeout_s=SETTLE_TIMEOUT_S
+    )
+    wait_until(link_settled, what="the link settled", timeout_s=SETTLE_TIMEOUT_S)
     return time.monotonic() - began
 
 

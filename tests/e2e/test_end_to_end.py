@@ -21,6 +21,7 @@ import pytest
 from airlink.records import Request, Response
 from airlink.settings import GATEWAY_NETWORK_ID, PROCESSOR_NETWORK_ID
 from batchformat import BatchName
+from servicekit.testing import wait_until
 from tests.e2e.batches import (
     UNTOUCHED,
     batches_mentioning,
@@ -32,7 +33,14 @@ from tests.e2e.batches import (
     quarantined,
     side_key,
 )
-from tests.e2e.stack import RESEND_AFTER_S, SIDES, Side, Stack, running_stack, wait_until
+from tests.e2e.stack import (
+    FINAL_TIMEOUT_S,
+    RESEND_AFTER_S,
+    SIDES,
+    Side,
+    Stack,
+    running_stack,
+)
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -159,8 +167,8 @@ def test_a_deactivated_user_is_locked_out_on_the_gateway(
 
     # Each server process forgets the user when the sync commits (LISTEN/NOTIFY).
     wait_until(
-        "the access token refused",
         lambda: stack.http.get(me, headers=auth).status_code in (401, 403),
+        what="the access token refused",
         timeout_s=10,
     )
     assert stack.http.get(me, headers=api_key).status_code in (401, 403)
@@ -232,11 +240,12 @@ def test_a_cancel_after_export_is_honoured_when_processing_has_not_started(
         assert again.status_code == 202, again.text
         inbox = stack.inbox("processor")
         wait_until(
-            "the request and its cancel in the processor's inbox",
             lambda: (
                 batches_mentioning(inbox, str(request_id), '"kind":"request"')
                 and batches_mentioning(inbox, str(request_id), '"kind":"cancel"')
             ),
+            what="the request and its cancel in the processor's inbox",
+            timeout_s=FINAL_TIMEOUT_S,
         )
 
     final = stack.wait_status(auth, request_id)
@@ -339,14 +348,19 @@ def test_forged_and_corrupted_batches_are_quarantined_while_traffic_goes_on(
     for side, batches in made.items():
         for path, reason in batches:
             found = wait_until(
-                f"{path.name} quarantined by the {side}",
                 partial(quarantined, stack.inbox(side), path.name),
+                what=f"{path.name} quarantined by the {side}",
+                timeout_s=FINAL_TIMEOUT_S,
             )
             assert found["code"] == reason, found
             assert not (stack.inbox(side) / path.name).exists()
         # Each side audits what it refused, and why (once the import pass is over).
         expected = sorted((path.name, reason) for path, reason in batches)
-        wait_until(f"the {side}'s audit of the refusals", partial(audited, stack, side, expected))
+        wait_until(
+            partial(audited, stack, side, expected),
+            what=f"the {side}'s audit of the refusals",
+            timeout_s=FINAL_TIMEOUT_S,
+        )
 
     answered = stack.wait_status(auth, request_id)
     assert (answered["status"], answered["response"]) == ("completed", payload)
@@ -377,8 +391,9 @@ def test_a_batch_lost_in_transit_is_sent_again_and_the_request_completes(
     with stack.paused("transfer-agent"):
         request_id = stack.submitted(auth, "echo", payload)
         (lost,) = wait_until(
-            "the request's batch in the gateway's outbox",
             lambda: batches_mentioning(stack.outbox("gateway"), str(request_id)),
+            what="the request's batch in the gateway's outbox",
+            timeout_s=FINAL_TIMEOUT_S,
         )
         lost.unlink()
         lost_at = time.monotonic()
@@ -457,7 +472,11 @@ def test_a_replayed_old_batch_changes_nothing(stack: Stack, accounts: dict[str, 
     for side, path in carried:
         drop(path, stack.inbox(side))
     for (side, path), count in zip(carried, received, strict=True):
-        wait_until(f"{path.name} taken by the {side}", partial(replay_taken, side, path, count))
+        wait_until(
+            partial(replay_taken, side, path, count),
+            what=f"{path.name} taken by the {side}",
+            timeout_s=FINAL_TIMEOUT_S,
+        )
     assert state() == before
     refused = stack.http.post(
         f"{stack.run.gateway}/auth/login",

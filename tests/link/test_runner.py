@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import msgspec
 from airlink.batches import list_inbound, list_outbound
 from airlink.runner import utc_now
 from batchformat import load_signing_key
+from servicekit.testing import eventually
 from tests.link.conftest import Side, SideFactory, at, publish, request, response
 
 
@@ -68,15 +68,6 @@ async def test_two_idle_sides_exchange_one_heartbeat_per_interval_each(
         assert state.missing_batches == 0
 
 
-async def wait_for(condition: Callable[[], Awaitable[bool]]) -> None:
-    """Poll the database (what the test observes) for up to 15 s."""
-    for _ in range(750):
-        if await condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("timed out")
-
-
 async def test_run_imports_on_arrival_exports_on_its_window_and_stops(
     sides: SideFactory,
 ) -> None:
@@ -93,10 +84,10 @@ async def test_run_imports_on_arrival_exports_on_its_window_and_stops(
     try:
         await asyncio.sleep(0.3)  # both watching, their first passes done
         await gateway.enqueue([request(1)])
-        await wait_for(lambda: has_applied(processor, "request"))
+        await eventually(lambda: has_applied(processor, "request"), what="the request applied")
         await processor.enqueue([response(1)])
-        await wait_for(lambda: has_applied(gateway, "response"))
-        await wait_for(lambda: all_acknowledged(processor))
+        await eventually(lambda: has_applied(gateway, "response"), what="the response applied")
+        await eventually(lambda: all_acknowledged(processor), what="every batch acknowledged")
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*runs), timeout=10)
@@ -120,8 +111,8 @@ async def test_two_processes_of_one_side_running_together_apply_each_batch_once(
         for n in range(10):
             await gateway.enqueue([request(3 * n + i) for i in range(3)])
             await asyncio.sleep(0.01)
-        await wait_for(all_applied)
-        await wait_for(lambda: all_acknowledged(gateway))
+        await eventually(all_applied, what="every record applied")
+        await eventually(lambda: all_acknowledged(gateway), what="every batch acknowledged")
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*runs), timeout=10)

@@ -3,7 +3,6 @@ a fake processor that signs sync and response batches into the gateway's inbox."
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -215,14 +214,6 @@ async def login(client: Client, username: str, password: str) -> dict[str, Any]:
 
 def bearer(tokens: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 5.0) -> None:
-    """Wait until `check` holds (a notification crossing processes takes milliseconds)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition never held"
-        await asyncio.sleep(0.02)
 
 
 def sent_batches(settings: GatewaySettings) -> list[tuple[Header, list[Any]]]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.request_gateway.conftest import Client, MakeMember, eventually
+from servicekit.testing import eventually
+from tests.request_gateway.conftest import Client, MakeMember
 
 
 async def _create(client: Client, headers: dict[str, str], name: str = "script") -> Any:

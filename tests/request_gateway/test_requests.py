@@ -117,7 +117,7 @@ async def test_a_cursor_naming_a_time_off_the_calendar_is_invalid(
 ) -> None:
     member = await make_member()
     for at in ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"]:
-        cursor = base64.urlsafe_b64encode(f"{at}|{uuid.uuid4()}".encode()).decode()
+        cursor = base64.urlsafe_b64encode(f'["{at}", "{uuid.uuid4()}"]'.encode()).decode()
         response = await client.get(
             "/api/v1/requests", params={"cursor": cursor}, headers=member.headers
         )

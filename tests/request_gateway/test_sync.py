@@ -10,11 +10,11 @@ import msgspec
 
 from airlink.records import User, UserSnapshot
 from authkit.passwords import hash_password
+from servicekit.testing import eventually
 from tests.request_gateway.conftest import (
     Client,
     MakeMember,
     Sync,
-    eventually,
     profile_type,
 )
 

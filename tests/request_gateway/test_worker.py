@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +15,7 @@ import asyncpg
 import httpx
 
 from request_gateway.settings import GatewaySettings
+from servicekit.testing import eventually, wait_until
 from tests.request_gateway.conftest import Client, MakeMember
 from tests.transfer_agent.conftest import free_port
 
@@ -37,15 +36,6 @@ def _start_worker(settings: GatewaySettings, port: int, log: Path) -> subprocess
             [sys.executable, "-m", "request_gateway.cli", "worker"],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-
-
-def _wait(condition: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_the_worker_exports_queued_requests_and_stops_cleanly(
@@ -78,16 +68,18 @@ async def test_the_worker_exports_queued_requests_and_stops_cleanly(
             except httpx.HTTPError:
                 return False
 
-        _wait(healthy, 60, "the worker's /health")
-        _wait(lambda: any(settings.outbox_path.glob("*.jsonl")), 30, "a batch in the outbox")
+        wait_until(healthy, what="the worker's /health", timeout_s=60)
+        wait_until(
+            lambda: any(settings.outbox_path.glob("*.jsonl")),
+            what="a batch in the outbox",
+            timeout_s=30,
+        )
         read = await client.get(f"/api/v1/requests/{made.json()['id']}", headers=member.headers)
         assert read.json()["status"] == "exported"
         gone = "SELECT NOT EXISTS (SELECT 1 FROM request WHERE id = $1)"
-        for _ in range(100):
-            if await db.fetchval(gone, long_done):
-                break
-            await asyncio.sleep(0.1)
-        assert await db.fetchval(gone, long_done)
+        await eventually(
+            lambda: db.fetchval(gone, long_done), what="the old request purged", timeout_s=10
+        )
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0
     finally:

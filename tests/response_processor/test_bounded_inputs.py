@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import uuid
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from tests.response_processor.conftest import Client
 
 BIG = str(2**65)
+ID = uuid.uuid4()
 PROFILE = {
     "name": "nul-types",
     "requests_per_minute": 60,
@@ -29,17 +32,8 @@ USER = {
     ("method", "path", "params", "body"),
     [
         pytest.param("POST", f"/api/v1/dead-letters/{BIG}/retry", None, None, id="dead-letter-id"),
-        pytest.param("GET", "/api/v1/dead-letters", {"after_id": BIG}, None, id="after_id"),
-        pytest.param("GET", "/api/v1/audit", {"before_id": BIG}, None, id="before_id"),
-        pytest.param("GET", "/api/v1/audit", {"before_id": "-" + BIG}, None, id="before_id-low"),
-        pytest.param(
-            "GET", "/api/v1/requests", {"before": "9999-12-31T23:00:00-05:00"}, None, id="before"
-        ),
-        pytest.param(
-            "GET", "/api/v1/requests", {"before": "0001-01-01T00:00:00+05:00"}, None, id="year-0"
-        ),
         pytest.param("GET", "/api/v1/audit", {"action": "a\x00b"}, None, id="action-nul"),
-        pytest.param("GET", "/api/v1/users", {"after": "a\x00b"}, None, id="after-nul"),
+        pytest.param("GET", "/api/v1/users", {"cursor": "a\x00b"}, None, id="cursor-nul"),
         pytest.param("GET", "/api/v1/profile-types/a%00b", None, None, id="profile-name-nul"),
         pytest.param(
             "POST", "/api/v1/users", None, {**USER, "profile_type": "st\x00d"}, id="user-nul"
@@ -71,6 +65,29 @@ async def test_values_postgresql_cannot_hold_are_validation_errors(
 
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "validation_error"
+
+
+@pytest.mark.parametrize(
+    ("path", "key"),
+    [
+        pytest.param("/api/v1/dead-letters", f"[{BIG}]", id="dead-letter-id"),
+        pytest.param("/api/v1/audit", f"[{BIG}]", id="audit-id"),
+        pytest.param("/api/v1/audit", f"[-{BIG}]", id="audit-id-low"),
+        pytest.param("/api/v1/requests", f'["9999-12-31T23:00:00-05:00", "{ID}"]', id="year-10000"),
+        pytest.param("/api/v1/requests", f'["0001-01-01T00:00:00+05:00", "{ID}"]', id="year-0"),
+        pytest.param("/api/v1/requests", f'["2026-01-01T00:00:00", "{ID}"]', id="no-offset"),
+        pytest.param("/api/v1/users", '["a\\u0000b"]', id="username-nul"),
+        pytest.param("/api/v1/users", "[1, 2]", id="wrong-shape"),
+    ],
+)
+async def test_cursors_naming_what_postgresql_cannot_hold_are_invalid(
+    client: Client, admin: dict[str, str], path: str, key: str
+) -> None:
+    cursor = base64.urlsafe_b64encode(key.encode()).decode()
+    response = await client.get(path, params={"cursor": cursor}, headers=admin)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_cursor"
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from response_processor.domain import audit
 from response_processor.domain.bootstrap import prepare_database
 from response_processor.domain.users import UserIn, create_user
 from response_processor.settings import ProcessorSettings
+from servicekit.testing import wait_until
 from tests.response_processor.conftest import USER_PASSWORD
 from tests.response_processor.linkside import FakeGateway, exported_records, request
 
@@ -65,15 +66,6 @@ def start_worker(
         return subprocess.Popen([WORKER, "worker"], env=env, stdout=output, stderr=output)
 
 
-def wait_for(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def test_a_request_whose_worker_was_killed_is_completed_once(
     settings: ProcessorSettings,
     database_url: str,
@@ -98,7 +90,7 @@ async def test_a_request_whose_worker_was_killed_is_completed_once(
         gateway.send([nap])
         log = tmp_path / "workers.log"
         workers.append(start_worker(settings, site, 18911, log))
-        wait_for(marker.with_suffix(".1").exists, 60, "the first try to start")
+        wait_until(marker.with_suffix(".1").exists, what="the first try to start", timeout_s=60)
         workers[0].send_signal(signal.SIGKILL)  # mid-run: no clean-up of any kind
         workers[0].wait()
         status = await connection.fetchval("SELECT status FROM request WHERE id = $1", nap.id)

@@ -17,7 +17,7 @@ from airlink.records import Response
 from batchformat import generate_key_pair, load_signing_key
 from response_processor.domain import audit
 from response_processor.domain.documents import DocumentIn, load_documents
-from response_processor.domain.requests import reopen_dead_letter
+from response_processor.domain.requests import list_requests, reopen_dead_letter
 from response_processor.domain.snapshot import snapshot_if_due
 from response_processor.domain.users import UserIn, UserPatch, create_user, update_user
 from response_processor.link.service import ProcessorLink
@@ -106,6 +106,29 @@ async def test_an_echo_request_comes_back_completed_with_its_payload(
     assert response["status"] == "completed"
     assert response["result"] == {"text": "ping", "n": [1, 2, 3]}
     assert response["trace_id"] == echo.trace_id
+
+
+async def test_paging_through_requests_never_skips_the_rest_of_a_batch(
+    rt: Runtime, gateway: FakeGateway
+) -> None:
+    user_id = await make_user(rt)
+    batch = [request(user_id, n=n) for n in range(7)]
+    gateway.send(batch)
+    await rt.link.import_once()
+    seen: list[uuid.UUID] = []
+    cursor: str | None = None
+    async with rt.pool.acquire() as conn:
+        while True:
+            page = await list_requests(conn, status=None, user_id=user_id, cursor=cursor, limit=3)
+            seen += [item.id for item in page.items]
+            if (cursor := page.next_cursor) is None:
+                break
+        received = await conn.fetchval(
+            "SELECT count(DISTINCT received_at) FROM request WHERE user_id = $1", user_id
+        )
+    assert received == 1  # one batch, one transaction: the same `received_at` for all
+    assert sorted(seen) == sorted(r.id for r in batch)
+    assert len(seen) == len(set(seen))
 
 
 async def test_a_request_is_stored_and_run_once_even_if_its_batch_comes_twice(

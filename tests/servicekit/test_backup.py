@@ -24,7 +24,7 @@ from servicekit.backup import (
 )
 from servicekit.embedded import EmbeddedPostgres
 from servicekit.maintenance import ServiceDatabase, run_backup_command
-from servicekit.testing import MakeDatabase, table_contents
+from servicekit.testing import MakeDatabase, imported_modules, table_contents
 
 PASSWORD = "s3cret-backup-pw"
 SCHEMA = [
@@ -261,3 +261,16 @@ def test_without_a_database_url_the_embedded_server_is_backed_up_and_restored(
 def _args(command: str, **values: object) -> argparse.Namespace:
     defaults = {"pg_bin": None, "yes": False, "force": False}
     return argparse.Namespace(command=command, **{**defaults, **values})
+
+
+def test_finding_the_client_programs_is_apart_from_backing_up(tmp_path: Path) -> None:
+    import servicekit.backup
+    import servicekit.pg_tools
+
+    imports = imported_modules(Path(servicekit.pg_tools.__file__))
+    assert not imports & {"asyncpg", "servicekit.backup"}, imports
+    assert servicekit.backup.find_pg_tools is servicekit.pg_tools.find_pg_tools
+    with pytest.raises(BackupError) as missing:
+        find_pg_tools(16, prefer_path=True, bin_dir=tmp_path)
+    assert missing.value.code == BackupErrorCode.TOOLS_MISSING
+    assert missing.value.exit_code == 3

@@ -135,12 +135,10 @@ async def test_redis_check_passes_against_a_live_server(redis_url: str) -> None:
     assert report.checks["redis"].status == "ok"
 
 
-async def test_redis_check_fails_when_the_server_is_unreachable(tmp_path: Path) -> None:
-    client = redis.asyncio.Redis(unix_socket_path=str(tmp_path / "none.sock"))
-    try:
-        report = await run_health_checks([redis_check(client)])
-    finally:
-        await client.aclose()
+async def test_redis_check_fails_when_the_server_is_unreachable(
+    unreachable_redis: redis.asyncio.Redis,
+) -> None:
+    report = await run_health_checks([redis_check(unreachable_redis)])
     assert report.checks["redis"].status == "fail"
 
 

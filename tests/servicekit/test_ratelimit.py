@@ -174,37 +174,6 @@ async def test_decisions_are_counted_by_outcome(limiter: RateLimiter) -> None:
     assert (_count("allowed") - allowed, _count("limited") - limited) == (1, 2)
 
 
-@pytest.fixture
-async def unreachable_redis(tmp_path: Path) -> AsyncIterator[redis.asyncio.Redis]:
-    """A client whose server is gone (nothing listens on its socket)."""
-    client = redis.asyncio.Redis(unix_socket_path=str(tmp_path / "gone.sock"))
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def silent_redis() -> AsyncIterator[redis.asyncio.Redis]:
-    """A client whose server accepts connections and then never answers."""
-    connections: list[asyncio.StreamWriter] = []
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(writer)
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = redis.asyncio.Redis(host="127.0.0.1", port=port)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-        for writer in connections:
-            writer.close()
-        server.close()
-        await server.wait_closed()
-
-
 async def test_with_redis_down_the_limiter_fails_open_by_default(
     unreachable_redis: redis.asyncio.Redis, log_capture: LogCapture
 ) -> None:

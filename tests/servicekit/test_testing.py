@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 import redis
+import redis.asyncio
 
-from servicekit.testing import DatabaseFactory, MakeDatabase
+from servicekit.testing import DatabaseFactory, MakeDatabase, eventually, wait_until
 
 _setup_runs: list[str] = []
 
@@ -131,3 +133,34 @@ def test_each_test_gets_an_empty_redis_database(redis_url: str, attempt: int) ->
         client.set(f"left-behind-{attempt}", "x")
     finally:
         client.close()
+
+
+def test_wait_until_returns_the_first_truthy_value() -> None:
+    answers: Iterator[object] = iter([None, 0, [], "ready"])
+    assert wait_until(lambda: next(answers), what="an answer", interval_s=0) == "ready"
+
+
+def test_wait_until_names_what_never_happened() -> None:
+    with pytest.raises(AssertionError, match="waiting for the moon"):
+        wait_until(lambda: False, what="the moon", timeout_s=0, interval_s=0)
+
+
+async def test_eventually_polls_an_async_check_on_the_loop() -> None:
+    tries: list[int] = []
+
+    async def third_time() -> int | None:
+        tries.append(1)
+        return len(tries) if len(tries) == 3 else None
+
+    assert await eventually(third_time, what="the third try", interval_s=0) == 3
+    with pytest.raises(AssertionError, match="waiting for nothing"):
+        await eventually(lambda: asyncio.sleep(0, False), what="nothing", timeout_s=0)
+
+
+async def test_the_unreachable_and_silent_redis_clients_fail_as_a_dead_server_would(
+    unreachable_redis: redis.asyncio.Redis, silent_redis: redis.asyncio.Redis
+) -> None:
+    with pytest.raises(redis.ConnectionError):
+        await unreachable_redis.ping()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(silent_redis.ping(), timeout=0.2)

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import pytest
 
 from batchformat import BatchName, Header, SigningKey, TrustedKeys, write_batch
 from batchformat.keys import generate_key_pair, load_signing_key
+from servicekit.testing import wait_until
 
 AGENT = str(Path(sys.executable).with_name("transfer-agent"))
 
@@ -196,15 +196,6 @@ def agents(site: Site) -> Iterator[list[AgentProcess]]:
     for agent in started:
         if agent.process is not None and agent.process.poll() is None:
             agent.kill()
-
-
-def wait_until(condition: Any, *, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def no_leftovers(site: Site) -> list[str]:

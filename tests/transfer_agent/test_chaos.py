@@ -7,10 +7,12 @@ import random
 import threading
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from batchformat import BatchName, SigningKey, verify_batch_file
-from tests.transfer_agent.conftest import AgentProcess, Site, free_port, no_leftovers, wait_until
+from servicekit.testing import wait_until
+from tests.transfer_agent.conftest import AgentProcess, Site, free_port, no_leftovers
 
 KILLS = int(os.environ.get("CHAOS_KILLS", "24"))
 GOOD = 70
@@ -96,7 +98,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_delivers_nothing_twice(
         if len(running) < 2:
             continue
         victim = running.pop(0)
-        wait_until(lambda a=victim: bool(a.events("agent_started")), what="the victim to start")
+        wait_until(partial(victim.events, "agent_started"), what="the victim to start")
         if round_number % 2:
             time.sleep(rng.uniform(0, 0.6))
         else:
@@ -111,7 +113,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_delivers_nothing_twice(
     agents.append(final)
     wait_until(
         lambda: len(site.delivered()) == len(good) and len(site.quarantined()) == len(bad),
-        timeout=60,
+        timeout_s=60,
         what="every batch to be delivered or quarantined",
     )
     assert final.stop() == 0

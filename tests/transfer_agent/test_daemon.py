@@ -9,7 +9,8 @@ import signal
 import time
 
 from batchformat import verify_batch_file
-from tests.transfer_agent.conftest import AgentProcess, Site, free_port, no_leftovers, wait_until
+from servicekit.testing import wait_until
+from tests.transfer_agent.conftest import AgentProcess, Site, free_port, no_leftovers
 
 
 def test_batches_are_delivered_as_they_appear(site: Site, agents: list[AgentProcess]) -> None:
@@ -122,7 +123,7 @@ def test_a_full_destination_pauses_the_route_until_space_returns(
     wait_until(paused, what="health to report the pause")
     assert site.delivered() == []
     filler.unlink()
-    wait_until(lambda: site.delivered() == [batch.name], timeout=20, what="resume")
+    wait_until(lambda: site.delivered() == [batch.name], timeout_s=20, what="resume")
     wait_until(lambda: bool(agent.events("route_resumed")), what="the resume to be logged")
 
 

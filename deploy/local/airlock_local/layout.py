@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from airlink.endpoint import LinkEndpointSettings
 from airlink.settings import GATEWAY_NETWORK_ID, PROCESSOR_NETWORK_ID
 
 
@@ -35,30 +36,53 @@ class Generated(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SideLayout:
-    """One network's service: its data folder, drop zones and keys."""
+    """One network's service: its data folder, and the drop zones and keys under it.
 
-    network_id: str
-    data_dir: Path
+    Those are wherever the service's link settings put them by default: this reads them from
+    `airlink.endpoint.LinkEndpointSettings`, the settings both services are built on, so the
+    demo cannot place a folder where the service would not look.
+    """
+
+    link: LinkEndpointSettings
+
+    @classmethod
+    def of(cls, network_id: str, peer_network_id: str, data_dir: Path) -> SideLayout:
+        """The side of `network_id` (talking to `peer_network_id`) with its data in `data_dir`."""
+        return cls(
+            LinkEndpointSettings(
+                data_dir=data_dir, network_id=network_id, peer_network_id=peer_network_id
+            )
+        )
+
+    @property
+    def network_id(self) -> str:
+        """The network this side is on (its batches' `source`)."""
+        return self.link.network_id
+
+    @property
+    def data_dir(self) -> Path:
+        """The service's `*_DATA_DIR`."""
+        return self.link.data_dir
 
     @property
     def outbox(self) -> Path:
         """Where this side publishes batches (a transfer-agent route's source)."""
-        return self.data_dir / "outbox"
+        return self.link.outbox_path
 
     @property
     def inbox(self) -> Path:
         """Where the agent delivers the peer's batches."""
-        return self.data_dir / "inbox"
+        return self.link.inbox_path
 
     @property
     def inbox_archive(self) -> Path:
         """Where the importer keeps the batches it has applied."""
-        return self.inbox / "archive"
+        return self.link.link_settings().archive_dir
 
     @property
     def signing_key(self) -> Path:
         """This side's Ed25519 private key; its stem is the key id."""
-        return self.data_dir / "keys" / f"{self.network_id}.key"
+        return self.link.signing_key_path
 
     @property
     def public_key(self) -> Path:
@@ -68,7 +92,7 @@ class SideLayout:
     @property
     def peer_keys(self) -> Path:
         """The peer's public keys this side trusts."""
-        return self.data_dir / "keys" / "peers"
+        return self.link.peer_keys_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +109,12 @@ class DemoLayout:
     @property
     def gateway(self) -> SideLayout:
         """The request network's side."""
-        return SideLayout(GATEWAY_NETWORK_ID, self.root / "gateway")
+        return SideLayout.of(GATEWAY_NETWORK_ID, PROCESSOR_NETWORK_ID, self.root / "gateway")
 
     @property
     def processor(self) -> SideLayout:
         """The response network's side."""
-        return SideLayout(PROCESSOR_NETWORK_ID, self.root / "processor")
+        return SideLayout.of(PROCESSOR_NETWORK_ID, GATEWAY_NETWORK_ID, self.root / "processor")
 
     @property
     def agent_dir(self) -> Path:

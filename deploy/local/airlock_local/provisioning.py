@@ -63,7 +63,7 @@ def _ensure_key_pair(side: SideLayout) -> None:
     if side.signing_key.exists():
         return
     side.public_key.unlink(missing_ok=True)  # a public key whose private half is gone
-    generate_key_pair(side.network_id, side.signing_key.parent)
+    generate_key_pair(side.signing_key.stem, side.signing_key.parent)
 
 
 def _write_if_changed(path: Path, content: bytes) -> None:

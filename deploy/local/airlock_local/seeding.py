@@ -166,18 +166,18 @@ async def _ensure_user(
 async def _find_user(
     client: httpx.AsyncClient, admin: dict[str, str], username: str
 ) -> dict[str, Any] | None:
-    after: str | None = None
+    cursor: str | None = None
     while True:
-        params: dict[str, str | int] = {"limit": 500} | ({"after": after} if after else {})
+        params: dict[str, str | int] = {"limit": 500} | ({"cursor": cursor} if cursor else {})
         response = await client.get("/users", params=params, headers=admin)
         _expect(response, httpx.codes.OK, what="listing users")
-        page: list[dict[str, Any]] = response.json()
-        for user in page:
+        page = response.json()
+        users: list[dict[str, Any]] = page["items"]
+        for user in users:
             if user["username"].casefold() == username.casefold():
                 return user
-        if len(page) < 500:
+        if (cursor := page["next_cursor"]) is None:
             return None
-        after = page[-1]["username"]
 
 
 async def _ensure_documents(client: httpx.AsyncClient, admin: dict[str, str], say: Say) -> None:

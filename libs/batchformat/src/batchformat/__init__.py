@@ -13,14 +13,8 @@ from batchformat.keys import (
     load_signing_key,
 )
 from batchformat.models import FORMAT, BatchName, Header, KindedRecord, Trailer
-from batchformat.reader import (
-    DEFAULT_MAX_LINE_BYTES,
-    BatchParser,
-    BatchReader,
-    Expectations,
-    VerifiedBatch,
-    verify_batch_file,
-)
+from batchformat.parser import DEFAULT_MAX_LINE_BYTES, BatchParser, Expectations, VerifiedBatch
+from batchformat.reader import BatchReader, verify_batch_file
 from batchformat.writer import BatchWriter, PublishedBatch, write_batch
 
 __all__ = [

@@ -20,7 +20,8 @@ from batchformat.errors import BatchRejected, KeyFileError
 from batchformat.fsops import open_regular_file
 from batchformat.keys import TrustedKeys, generate_key_pair, load_signing_key
 from batchformat.models import BatchName, Header
-from batchformat.reader import DEFAULT_MAX_LINE_BYTES, BatchParser, BatchReader, Expectations
+from batchformat.parser import DEFAULT_MAX_LINE_BYTES, BatchParser, Expectations
+from batchformat.reader import BatchReader
 from batchformat.writer import BatchWriter
 
 EXIT_OK: Final = 0

@@ -1,338 +1,34 @@
-"""Streaming batch verification: one pass, constant memory, success only after the trailer."""
+"""Reading one batch file: its chunks through the push parser, records yielded as they come."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
-
-from batchformat.digest import StreamingSha256
 from batchformat.errors import BatchRejected, RejectReason
 from batchformat.fsops import open_regular_file
 from batchformat.keys import TrustedKeys
-from batchformat.models import (
-    FORMAT,
-    BatchName,
-    FormatProbe,
-    Header,
-    KindedRecord,
-    Trailer,
-    TrailerLine,
+from batchformat.models import BatchName, Header, KindedRecord
+from batchformat.parser import (
+    DEFAULT_MAX_LINE_BYTES,
+    NO_EXPECTATIONS,
+    BatchParser,
+    Expectations,
+    VerifiedBatch,
 )
 
-DEFAULT_MAX_LINE_BYTES: Final = 16 * 1024 * 1024
+__all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
+    "READ_CHUNK_BYTES",
+    "BatchParser",
+    "BatchReader",
+    "Expectations",
+    "VerifiedBatch",
+    "verify_batch_file",
+]
+
 READ_CHUNK_BYTES: Final = 1 << 20
-# Records are decoded this many bytes at a time: small enough that few objects are alive
-# together (the cyclic GC stays cheap), large enough to amortise the call.
-DECODE_SLICE_BYTES: Final = 64 * 1024
-NEWLINE: Final = b"\n"
-
-_decode_errors = (msgspec.DecodeError, UnicodeDecodeError)
-_untyped = msgspec.json.Decoder()
-_header_decoder = msgspec.json.Decoder(Header)
-_trailer_decoder = msgspec.json.Decoder(TrailerLine)
-_probe_decoder = msgspec.json.Decoder(FormatProbe)
-
-
-@dataclass(frozen=True, slots=True)
-class VerifiedBatch:
-    """A batch whose framing, count, digest and (if keys were given) signature checked out."""
-
-    header: Header
-    trailer: Trailer
-    record_count: int
-    sha256: str
-    size_bytes: int
-    signature_checked: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Expectations:
-    """What the reader of a particular file expects its header to say."""
-
-    name: BatchName | None = None
-    source: str | None = None
-    destination: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Lines:
-    """Complete lines data[start:end], the first being line number `first_line`."""
-
-    first_line: int
-    data: bytes
-    start: int
-    end: int
-
-
-class BatchParser:
-    """Incremental verifier: `feed` bytes in pieces of any size, then `finish`.
-
-    `feed` returns the records it completed (decoded into `record_type`, a msgspec type such
-    as a tagged union); they are provisional until `finish` returns, which checks the trailer.
-    With `decode_records=False` only framing is checked (lines, count, digest, signature).
-    `trusted_keys=None` skips the signature check; only inspection should do that.
-    """
-
-    def __init__(
-        self,
-        trusted_keys: TrustedKeys | None,
-        record_type: Any = KindedRecord,
-        *,
-        decode_records: bool = True,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-        expect: Expectations = Expectations(),
-    ) -> None:
-        if max_line_bytes < 1:
-            raise ValueError("max_line_bytes must be positive")
-        self._keys = trusted_keys
-        self._decoder = msgspec.json.Decoder(record_type) if decode_records else None
-        self._max_line = max_line_bytes
-        self._expect = expect
-        self._hasher = StreamingSha256()
-        self._tail = b""  # bytes after the last newline seen
-        self._held: bytes | None = None  # last complete line: a record, or the trailer
-        self._lines = 0  # complete lines known not to be the last one
-        self._size = 0
-        self._work: list[_Lines] = []  # framed lines waiting to be decoded
-        self._pending: Iterator[Any] | None = None
-        self.header: Header | None = None
-        self.trailer: Trailer | None = None
-
-    @property
-    def records_seen(self) -> int:
-        """Record lines read so far (the last line is only counted once it is known)."""
-        return max(self._lines - 1, 0)
-
-    def feed(self, data: bytes) -> Iterator[Any]:
-        """Take the next bytes of the file; return an iterator over the records they complete.
-
-        Framing is checked at once; records are decoded as the iterator is consumed, a slice
-        at a time, so few objects are alive together. Whatever is not consumed is decoded
-        (and checked) by the next `feed` or by `finish`.
-        """
-        self._drain()
-        self._size += len(data)
-        try:
-            if len(data) <= self._max_line:
-                self._feed_piece(data)
-            else:  # pieces no longer than the limit keep the line-length check O(1)
-                for start in range(0, len(data), self._max_line):
-                    self._feed_piece(data[start : start + self._max_line])
-        except BaseException:
-            self.close()
-            raise
-        work, self._work = self._work, []
-        self._pending = self._decode(work) if work else iter(())
-        return self._pending
-
-    def finish(self) -> VerifiedBatch:
-        """Check the trailer once the whole file was fed; raise BatchRejected if it fails."""
-        try:
-            self._drain()
-            return self._finish()
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """Release the hashing thread; for a parser abandoned before `finish`."""
-        self._hasher.close()
-
-    def _drain(self) -> None:
-        if self._pending is not None:
-            for _ in self._pending:
-                pass
-            self._pending = None
-
-    def _finish(self) -> VerifiedBatch:
-        if self._tail:
-            raise BatchRejected(
-                RejectReason.TRAILER_MISSING,
-                "the file does not end with a newline: it was cut short",
-                line=self._lines + (2 if self._held is not None else 1),
-            )
-        if self._held is None:
-            raise BatchRejected(RejectReason.HEADER_MISSING, "the file is empty")
-        if self.header is None:
-            self._parse_header(self._held)
-            raise BatchRejected(
-                RejectReason.TRAILER_MISSING, "the file holds only a header", line=2
-            )
-        header = self.header
-        trailer = self.trailer = self._parse_trailer(self._held, line_no=self._lines + 1)
-        record_count = self._lines - 1
-        if trailer.record_count != record_count:
-            raise BatchRejected(
-                RejectReason.RECORD_COUNT_MISMATCH,
-                f"the trailer announces {trailer.record_count} records, "
-                f"the file holds {record_count}",
-            )
-        digest = self._hasher.digest()
-        if trailer.sha256 != digest.hex():
-            raise BatchRejected(
-                RejectReason.DIGEST_MISMATCH,
-                "the SHA-256 of the content differs from the trailer's",
-            )
-        if self._keys is not None:
-            self._check_signature(trailer, digest)
-        return VerifiedBatch(
-            header, trailer, record_count, trailer.sha256, self._size, self._keys is not None
-        )
-
-    def _feed_piece(self, piece: bytes) -> None:
-        first_nl = piece.find(NEWLINE)
-        if first_nl < 0:
-            if len(self._tail) + len(piece) > self._max_line:
-                self._reject_long_line()
-            self._tail += piece
-            return
-        if len(self._tail) + first_nl > self._max_line:
-            self._reject_long_line()
-        last_nl = piece.rfind(NEWLINE)
-        completed = self._tail + piece[: first_nl + 1]
-        self._tail = piece[last_nl + 1 :]
-        if self._held is not None:
-            self._line(self._held)
-        if first_nl == last_nl:
-            self._held = completed
-            return
-        # Lines strictly inside the piece: all but the last are certainly not the trailer.
-        last_start = piece.rfind(NEWLINE, 0, last_nl) + 1
-        self._line(completed)
-        if last_start > first_nl + 1:
-            self._bulk(piece, first_nl + 1, last_start)
-        self._held = piece[last_start : last_nl + 1]
-
-    def _line(self, line: bytes) -> None:
-        """Frame one complete line that is known not to be the last."""
-        self._hasher.update(line)
-        self._lines += 1
-        if self.header is None:
-            self._parse_header(line)
-        elif self._decoder is not None:
-            self._work.append(_Lines(self._lines, line, 0, len(line)))
-        elif line == NEWLINE:
-            raise BatchRejected(RejectReason.INVALID_JSON, "empty line", line=self._lines)
-
-    def _bulk(self, piece: bytes, start: int, end: int) -> None:
-        """Frame the lines in piece[start:end], all complete and none the last."""
-        self._hasher.update(memoryview(piece)[start:end])
-        first_line = self._lines + 1
-        self._lines += piece.count(NEWLINE, start, end)
-        if self._decoder is not None:
-            self._work.append(_Lines(first_line, piece, start, end))
-            return
-        blank = piece.find(b"\n\n", start - 1, end)
-        if blank >= 0:
-            line = first_line + piece.count(NEWLINE, start, blank + 1)
-            raise BatchRejected(RejectReason.INVALID_JSON, "empty line", line=line)
-
-    def _decode(self, work: list[_Lines]) -> Iterator[Any]:
-        """Decode framed lines a slice at a time; the slice is all that is alive at once."""
-        assert self._decoder is not None
-        decode_lines = self._decoder.decode_lines
-        try:
-            for lines in work:
-                data, line_no = lines.data, lines.first_line
-                view = memoryview(data)
-                position = lines.start
-                while position < lines.end:
-                    stop = _slice_end(data, position, lines.end)
-                    count = data.count(NEWLINE, position, stop)
-                    try:
-                        decoded = decode_lines(view[position:stop])
-                    except _decode_errors:
-                        decoded = []
-                    if len(decoded) != count:  # a bad line, or a blank one decode_lines skips
-                        raise self._locate_bad_line(data[position:stop], line_no)
-                    yield from decoded
-                    line_no += count
-                    position = stop
-        except BaseException:
-            self.close()
-            raise
-
-    def _locate_bad_line(self, data: bytes, first_line: int) -> BatchRejected:
-        assert self._decoder is not None
-        for offset, line in enumerate(data.split(NEWLINE)[:-1]):
-            try:
-                self._decoder.decode(line)
-            except _decode_errors:
-                return _classify(line, self._decoder, first_line + offset)
-        raise AssertionError("decode_lines failed but every line decodes")  # pragma: no cover
-
-    def _parse_header(self, line: bytes) -> None:
-        try:
-            header = _header_decoder.decode(line)
-        except _decode_errors as exc:
-            try:
-                fmt = _probe_decoder.decode(line).format
-            except _decode_errors:
-                fmt = FORMAT
-            if fmt != FORMAT:
-                raise _unsupported(fmt) from None
-            raise BatchRejected(RejectReason.HEADER_INVALID, _why(exc), line=1) from None
-        if header.format != FORMAT:
-            raise _unsupported(header.format)
-        self._check_expectations(header)
-        self.header = header
-
-    def _check_expectations(self, header: Header) -> None:
-        expect = self._expect
-        if expect.name is not None and expect.name != header.name:
-            raise BatchRejected(
-                RejectReason.NAME_MISMATCH,
-                f"the file is named {expect.name.file_name} but its header says "
-                f"{header.name.file_name}",
-            )
-        if expect.source is not None and header.source != expect.source:
-            raise BatchRejected(
-                RejectReason.SOURCE_MISMATCH,
-                f"batch comes from {header.source!r}, expected {expect.source!r}",
-            )
-        if expect.destination is not None and header.destination != expect.destination:
-            raise BatchRejected(
-                RejectReason.DESTINATION_MISMATCH,
-                f"batch is addressed to {header.destination!r}, expected {expect.destination!r}",
-            )
-
-    def _parse_trailer(self, line: bytes, *, line_no: int) -> Trailer:
-        try:
-            return _trailer_decoder.decode(line).trailer
-        except _decode_errors as exc:
-            try:
-                looks_like_trailer = "trailer" in _untyped.decode(line)
-            except (*_decode_errors, TypeError):
-                looks_like_trailer = False
-            if looks_like_trailer:
-                raise BatchRejected(RejectReason.TRAILER_INVALID, _why(exc), line=line_no) from None
-            raise BatchRejected(
-                RejectReason.TRAILER_MISSING,
-                "the last line is not a trailer: the file was cut short",
-                line=line_no,
-            ) from None
-
-    def _check_signature(self, trailer: Trailer, digest: bytes) -> None:
-        assert self._keys is not None
-        if trailer.key_id not in self._keys:
-            raise BatchRejected(
-                RejectReason.UNKNOWN_KEY,
-                f"signed with key {trailer.key_id!r}, which is not trusted",
-            )
-        if not self._keys.verify(trailer.key_id, digest, trailer.signature):
-            raise BatchRejected(
-                RejectReason.BAD_SIGNATURE,
-                f"the signature does not verify with key {trailer.key_id!r}",
-            )
-
-    def _reject_long_line(self) -> None:
-        line = self._lines + (2 if self._held is not None else 1)
-        raise BatchRejected(
-            RejectReason.LINE_TOO_LONG, f"a line is longer than {self._max_line} bytes", line=line
-        )
 
 
 class BatchReader:
@@ -351,7 +47,7 @@ class BatchReader:
         decode_records: bool = True,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         check_name: bool = True,
-        expect: Expectations = Expectations(),
+        expect: Expectations = NO_EXPECTATIONS,
         chunk_bytes: int = READ_CHUNK_BYTES,
         on_progress: Callable[[int], None] | None = None,
     ) -> None:
@@ -399,47 +95,8 @@ def verify_batch_file(path: Path, trusted_keys: TrustedKeys, **options: Any) -> 
     return BatchReader(path, trusted_keys, **options).verify()
 
 
-def _slice_end(data: bytes, start: int, end: int) -> int:
-    """End of the next decoding slice: about DECODE_SLICE_BYTES, on a line boundary."""
-    stop = data.rfind(NEWLINE, start, min(start + DECODE_SLICE_BYTES, end)) + 1
-    if stop > start:
-        return stop
-    return data.find(NEWLINE, start, end) + 1  # one line longer than a slice
-
-
 def _name_of(path: Path) -> BatchName:
     name = BatchName.parse(path.name)
     if name is None:
         raise BatchRejected(RejectReason.NAME_MISMATCH, f"{path.name!r} is not a batch file name")
     return name
-
-
-def _classify(line: bytes, decoder: msgspec.json.Decoder[Any], line_no: int) -> BatchRejected:
-    """Tell why one line does not decode: bad UTF-8, bad JSON, or not a valid record."""
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return BatchRejected(
-            RejectReason.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}", line=line_no
-        )
-    if line.strip() == b"":
-        return BatchRejected(RejectReason.INVALID_JSON, "empty line", line=line_no)
-    try:
-        _untyped.decode(line)
-    except msgspec.DecodeError as exc:
-        return BatchRejected(RejectReason.INVALID_JSON, _why(exc), line=line_no)
-    try:
-        decoder.decode(line)
-    except msgspec.DecodeError as exc:
-        return BatchRejected(RejectReason.RECORD_INVALID, _why(exc), line=line_no)
-    raise AssertionError("line decodes after all")  # pragma: no cover
-
-
-def _unsupported(fmt: str) -> BatchRejected:
-    return BatchRejected(
-        RejectReason.UNSUPPORTED_FORMAT, f"format {fmt[:40]!r} is not {FORMAT!r}", line=1
-    )
-
-
-def _why(exc: Exception) -> str:
-    return str(exc)[:300]

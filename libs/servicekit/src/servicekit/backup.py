@@ -6,35 +6,32 @@
 - `restore(url, path)` checks the archive first, refuses a database that other sessions are
   using or that holds tables the backup lacks, then runs `pg_restore --clean --if-exists
   --no-owner --single-transaction`: the restore applies whole or not at all.
-- `find_pg_tools` picks the client programs. `pg_dump` reads only servers of its own major
-  version or older, so the programs must be at least the server's major version: with a
-  real server (`prefer_path`) those on PATH are tried first, then pgserver's (PostgreSQL
-  16, always installed with servicekit); the first new enough wins.
+- the client programs are those `servicekit.pg_tools.find_pg_tools` picks for the server's
+  major version (`server_major_version`).
 
 Passwords never reach a command line or a message: they go to the programs through
 `PGPASSWORD`, and every URL or output shown is scrubbed. Each failure is a `BackupError`
-with a stable code and exit code (docs/operations.md, "Backup and restore").
+(`servicekit.backup_errors`) with a stable code and exit code (docs/operations.md, "Backup
+and restore"). The names of both modules are re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import re
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from servicekit.backup_errors import BackupError, BackupErrorCode
+from servicekit.pg_tools import PgTools, find_pg_tools
 from servicekit.redaction import scrub_text
 
 __all__ = [
@@ -54,60 +51,10 @@ Progress = Callable[[str], None]
 
 PROGRESS_INTERVAL_S: Final = 1.0
 CONNECT_TIMEOUT_S: Final = 30
-_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)")
 # A table's entry in `pg_restore --list`: "215; 1259 16385 TABLE public request owner".
 _TABLE = re.compile(r"^\d+; \d+ \d+ TABLE (?!DATA )(\S+) (\S+) ", re.MULTILINE)
 _RESTORING_TABLE = re.compile(r"processing data for table \"([^\"]+)\"")
 _OUTPUT_TAIL: Final = 20  # lines of a failed program's output shown
-
-
-class BackupErrorCode(StrEnum):
-    """Why a backup or restore failed; each has its exit code (`BackupError.exit_code`)."""
-
-    DATABASE_UNREACHABLE = "database_unreachable"
-    TOOLS_MISSING = "pg_tools_missing"
-    TOOLS_TOO_OLD = "pg_tools_too_old"
-    DUMP_FAILED = "dump_failed"
-    ARCHIVE_UNREADABLE = "archive_unreadable"
-    DATABASE_IN_USE = "database_in_use"
-    DATABASE_HAS_EXTRA_TABLES = "database_has_extra_tables"
-    RESTORE_FAILED = "restore_failed"
-
-
-EXIT_CODES: Final = {
-    BackupErrorCode.DATABASE_UNREACHABLE: 1,
-    BackupErrorCode.DUMP_FAILED: 1,
-    BackupErrorCode.RESTORE_FAILED: 1,
-    BackupErrorCode.ARCHIVE_UNREADABLE: 1,
-    BackupErrorCode.TOOLS_MISSING: 3,
-    BackupErrorCode.TOOLS_TOO_OLD: 3,
-    BackupErrorCode.DATABASE_IN_USE: 4,
-    BackupErrorCode.DATABASE_HAS_EXTRA_TABLES: 4,
-}
-"""1: the operation failed; 3: no suitable pg_dump/pg_restore; 4: refused, nothing changed."""
-
-
-class BackupError(Exception):
-    """A backup or restore failed or was refused; the message is safe to show."""
-
-    def __init__(self, code: BackupErrorCode, message: str) -> None:
-        super().__init__(scrub_text(message))
-        self.code = code
-
-    @property
-    def exit_code(self) -> int:
-        """The command's exit code for this failure."""
-        return EXIT_CODES[self.code]
-
-
-@dataclass(frozen=True, slots=True)
-class PgTools:
-    """The `pg_dump` and `pg_restore` to use, their major version and where they came from."""
-
-    pg_dump: Path
-    pg_restore: Path
-    major: int
-    origin: str  # "PATH", "pgserver" or the folder given
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,40 +152,6 @@ async def server_major_version(database_url: str) -> int:
         return int(await connection.fetchval("SHOW server_version_num")) // 10_000
     finally:
         await connection.close()
-
-
-def find_pg_tools(server_major: int, prefer_path: bool, bin_dir: Path | None = None) -> PgTools:
-    """The first `pg_dump`/`pg_restore` pair at least `server_major`: `bin_dir` alone if
-    given, else PATH's (only when `prefer_path`), then pgserver's."""
-    candidates: list[tuple[str, Path | None, Path | None]] = []
-    if bin_dir is not None:
-        candidates.append(_pair_in(str(bin_dir), bin_dir))
-    else:
-        if prefer_path:
-            candidates.append(("PATH", _which("pg_dump"), _which("pg_restore")))
-        pgserver_bin = _pgserver_bin_dir()
-        if pgserver_bin is not None:
-            candidates.append(_pair_in("pgserver", pgserver_bin))
-    too_old = []
-    for origin, pg_dump, pg_restore in candidates:
-        if pg_dump is None or pg_restore is None:
-            continue
-        major = _major_version(pg_dump)
-        if major is not None and major >= server_major:
-            return PgTools(pg_dump, pg_restore, major, origin)
-        too_old.append(f"{pg_dump} ({origin}) is version {major}")
-    if too_old:
-        raise BackupError(
-            BackupErrorCode.TOOLS_TOO_OLD,
-            f"the server runs PostgreSQL {server_major}; pg_dump must be at least that: "
-            + "; ".join(too_old)
-            + ". Install the client programs of that version, or name them with --pg-bin.",
-        )
-    places = ", ".join(origin for origin, _, _ in candidates) or "nowhere"
-    raise BackupError(
-        BackupErrorCode.TOOLS_MISSING,
-        f"no pg_dump and pg_restore found (looked in: {places}); name them with --pg-bin",
-    )
 
 
 async def _tools_for(database_url: str, prefer_path: bool, bin_dir: Path | None) -> PgTools:
@@ -401,38 +314,6 @@ def format_size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     raise AssertionError("unreachable")
-
-
-def _major_version(program: Path) -> int | None:
-    try:
-        result = subprocess.run(
-            [str(program), "--version"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except OSError:
-        return None
-    match = _VERSION.search(result.stdout)
-    return int(match[1]) if match else None
-
-
-def _pair_in(origin: str, folder: Path) -> tuple[str, Path | None, Path | None]:
-    return origin, _existing(folder / "pg_dump"), _existing(folder / "pg_restore")
-
-
-def _which(name: str) -> Path | None:
-    found = shutil.which(name)
-    return Path(found) if found else None
-
-
-def _existing(path: Path) -> Path | None:
-    return path if path.is_file() and os.access(path, os.X_OK) else None
-
-
-def _pgserver_bin_dir() -> Path | None:
-    # Found without importing pgserver, whose import is slow and warns (servicekit.embedded).
-    spec = importlib.util.find_spec("pgserver")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
 def _ignore(line: str) -> None:

@@ -18,6 +18,8 @@ class ErrorCode(StrEnum):
 
     BAD_REQUEST = "bad_request"
     VALIDATION_ERROR = "validation_error"
+    INVALID_CURSOR = "invalid_cursor"
+    """A listing's `cursor` that the API did not give (`servicekit.paging`)."""
     NOT_AUTHENTICATED = "not_authenticated"
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"

@@ -10,10 +10,16 @@ Fixtures:
   The template for a key is built once per session by running ``await setup(url)`` in it
   (migrations, fixtures); cloning it is a cheap ``CREATE DATABASE ... TEMPLATE``. Databases
   are dropped when their test or module ends;
-- ``redis_url`` (per test): the Redis URL with its logical database flushed first.
+- ``redis_url`` (per test): the Redis URL with its logical database flushed first;
+- ``unreachable_redis`` (per test): a redis-py asyncio client whose server is gone (nothing
+  listens on its socket); ``silent_redis``: one whose server accepts connections and never
+  answers (a hung Redis).
 
-And one helper for tests that must find every row again (backups, migrations):
-``await table_contents(connection)``.
+Helpers: ``await table_contents(connection)`` for tests that must find every row again
+(backups, migrations); ``imported_modules(path)`` for tests of what a module may import;
+and the one way tests poll for something to happen: ``wait_until(check, what=...)``
+(sync) and ``await eventually(check, what=...)`` (async), each returning the first truthy
+value of ``check()`` or failing with ``what`` after a timeout.
 
 This module loads in every pytest run, so it imports nothing heavy until a fixture runs.
 """
@@ -26,8 +32,9 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -42,7 +49,10 @@ __all__ = [
     "DatabaseFactory",
     "MakeDatabase",
     "TemplateSetup",
+    "eventually",
+    "imported_modules",
     "table_contents",
+    "wait_until",
 ]
 
 DATABASE_URL_ENV: Final = "AIRLOCK_TEST_DATABASE_URL"
@@ -94,6 +104,47 @@ async def table_contents(
         rows = await connection.fetch(f"SELECT * FROM {quoted} AS t ORDER BY t::text")  # noqa: S608
         contents[table] = [dict(row) for row in rows]
     return contents
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a Python source file imports by absolute name (``a.b`` for ``from a.b``)."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def wait_until(
+    check: Callable[[], T | None], *, what: str, timeout_s: float = 15.0, interval_s: float = 0.05
+) -> T:
+    """The first truthy value of ``check()``, polled; fails naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := check()):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(interval_s)
+    return value
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    what: str = "the condition",
+    timeout_s: float = 15.0,
+    interval_s: float = 0.02,
+) -> T:
+    """``wait_until`` for an async ``check``, sleeping on the event loop between tries."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := await check()):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        await asyncio.sleep(interval_s)
+    return value
 
 
 def _database_url(server_url: str, database: str) -> str:
@@ -306,3 +357,38 @@ def postgres_database(database_factory: DatabaseFactory) -> Iterator[MakeDatabas
 def postgres_module_database(database_factory: DatabaseFactory) -> Iterator[MakeDatabase]:
     """Factory of fresh databases, dropped after the test module."""
     yield from _scoped_databases(database_factory)
+
+
+@pytest.fixture
+async def unreachable_redis(tmp_path: Path) -> AsyncIterator[Any]:
+    """A redis-py asyncio client whose server is gone (nothing listens on its socket)."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis(unix_socket_path=str(tmp_path / "gone.sock"))
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def silent_redis() -> AsyncIterator[Any]:
+    """A redis-py asyncio client whose server accepts connections and then never answers."""
+    import redis.asyncio
+
+    connections: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = redis.asyncio.Redis(host="127.0.0.1", port=port)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -21,7 +21,6 @@ class GatewayErrorCode(StrEnum):
     PROFILE_TYPE_UNKNOWN = "profile_type_unknown"
     API_KEY_NOT_FOUND = "api_key_not_found"
     TOO_MANY_API_KEYS = "too_many_api_keys"
-    INVALID_CURSOR = "invalid_cursor"
 
 
 def gateway_error(status: int, code: GatewayErrorCode, message: str) -> ApiError:

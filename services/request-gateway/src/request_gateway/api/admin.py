@@ -21,13 +21,12 @@ from request_gateway.domain.requests import Page, Status
 from servicekit import audit
 from servicekit.connection import client_address
 from servicekit.database import Pool
-from servicekit.fields import NO_NUL
+from servicekit.paging import Cursor
 
 READ: Final = requires_roles("operator", "admin")
 """Operators and admins: the admin routes read, and may export now."""
 
 Limit = Annotated[int, QueryParameter(ge=1, le=500)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200, pattern=NO_NUL)]
 
 
 class ExportOut(msgspec.Struct, frozen=True):

@@ -18,8 +18,9 @@ from request_gateway.domain.requests import Page, RequestOut, Status
 from request_gateway.errors import GatewayErrorCode, gateway_error
 from request_gateway.identity import Profile
 from servicekit.errors import ApiError, validation_error
-from servicekit.fields import NO_NUL, Text
+from servicekit.fields import Text
 from servicekit.middleware import request_id_for
+from servicekit.paging import Cursor
 from servicekit.ratelimit import RateLimitDecision, RateLimiterUnavailable, RateLimitPolicy
 
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
@@ -29,7 +30,6 @@ IdempotencyKey = Annotated[
     str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200)
 ]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200, pattern=NO_NUL)]
 
 _encoder = msgspec.json.Encoder()
 # U+0000 leaves the encoder as `\u0000`, which PostgreSQL's jsonb cannot store. After an

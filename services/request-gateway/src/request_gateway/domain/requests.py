@@ -8,10 +8,9 @@ which the `submit_request` database function and a trigger keep exact.
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 import asyncpg
@@ -20,6 +19,7 @@ import msgspec
 from airlink.outbox import enqueue
 from airlink.records import Cancel, Request, Response
 from request_gateway.errors import GatewayErrorCode, gateway_error
+from servicekit import paging
 from servicekit.database import Connection
 
 Status = Literal["queued", "exported", "delivered", "completed", "failed", "cancelled", "expired"]
@@ -136,6 +136,12 @@ class RequestOut(msgspec.Struct, frozen=True):
     cancel_requested: bool = False
 
 
+Page = paging.Page[RequestOut]
+"""A page of requests, newest first."""
+CursorKey = tuple[paging.Time, uuid.UUID]
+"""A listing's position: `(created_at, id)` of the last request seen."""
+
+
 class Submitted(msgspec.Struct, frozen=True):
     """The outcome of a submit: the request, whether this call created it, and whether an
     earlier one found by its idempotency key has the same type and payload."""
@@ -197,13 +203,6 @@ async def get(conn: Connection, request_id: uuid.UUID, user_id: uuid.UUID) -> Re
     return request_out(row)
 
 
-class Page(msgspec.Struct, frozen=True):
-    """One page of a listing, newest first; `next_cursor` is null on the last."""
-
-    items: list[RequestOut]
-    next_cursor: str | None
-
-
 async def list_page(
     conn: Connection,
     *,
@@ -213,11 +212,9 @@ async def list_page(
     limit: int,
 ) -> Page:
     """A page of requests (one user's, or everyone's for an operator), newest first."""
-    after_at, after_id = decode_cursor(cursor) if cursor else (None, None)
+    after_at, after_id = paging.decode_cursor(cursor, CursorKey) if cursor else (None, None)
     rows = await conn.fetch(LIST_SQL, user_id, status, after_at, after_id, limit + 1)
-    items = [request_out(row) for row in rows[:limit]]
-    more = len(rows) > limit
-    return Page(items, encode_cursor(items[-1]) if more and items else None)
+    return paging.page_of(rows, limit, request_out, lambda item: (item.created_at, item.id))
 
 
 async def cancel(
@@ -334,22 +331,3 @@ def request_out(row: asyncpg.Record) -> RequestOut:
 def not_found() -> Exception:
     """The 404 for a request the caller may not see."""
     return gateway_error(404, GatewayErrorCode.REQUEST_NOT_FOUND, "The request does not exist.")
-
-
-def encode_cursor(item: RequestOut) -> str:
-    """An opaque cursor after `item` in newest-first order."""
-    text = f"{item.created_at.isoformat()}|{item.id}"
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """The position a cursor names; 400 `invalid_cursor` for anything else."""
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, request_id = text.partition("|")
-        # In UTC here, so a time at the calendar's edge is refused now, not by the driver.
-        return datetime.fromisoformat(at).astimezone(UTC), uuid.UUID(request_id)
-    except (ValueError, UnicodeDecodeError, OverflowError):
-        raise gateway_error(
-            400, GatewayErrorCode.INVALID_CURSOR, "The cursor is not one this API gave."
-        ) from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
@@ -13,8 +12,9 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from response_processor.api.context import actor_of, runtime_of
 from response_processor.api.guards import READ
 from response_processor.domain.requests import (
-    DeadLetterOut,
+    DeadLetterPage,
     RequestOut,
+    RequestPage,
     Status,
     get_request,
     list_dead_letters,
@@ -22,7 +22,8 @@ from response_processor.domain.requests import (
     reopen_dead_letter,
 )
 from response_processor.processing.queue import enqueue_request
-from servicekit.fields import BigIntPath, BigIntQuery, storable_datetime
+from servicekit.fields import BigIntPath
+from servicekit.paging import Cursor
 
 Limit = Annotated[int, QueryParameter(ge=1, le=500)]
 
@@ -40,17 +41,13 @@ class RequestsController(Controller):
         request: Request[Any, Any, Any],
         status: FromQuery[Status | None] = None,
         user_id: FromQuery[uuid.UUID | None] = None,
-        before: Annotated[datetime | None, QueryParameter(description="received_at cursor")] = None,
+        cursor: Cursor = None,
         limit: Limit = 100,
-    ) -> list[RequestOut]:
-        """Newest first; pass the last `received_at` as `before` for the next page."""
+    ) -> RequestPage:
+        """Newest first; pass `next_cursor` as `cursor` for the next page."""
         async with runtime_of(request).pool.acquire() as conn:
             return await list_requests(
-                conn,
-                status=status,
-                user_id=user_id,
-                before=storable_datetime(before, "before"),
-                limit=limit,
+                conn, status=status, user_id=user_id, cursor=cursor, limit=limit
             )
 
     @get("/{request_id:uuid}")
@@ -74,13 +71,13 @@ class DeadLettersController(Controller):
         self,
         request: Request[Any, Any, Any],
         include_retried: FromQuery[bool] = False,
-        after_id: BigIntQuery = None,
+        cursor: Cursor = None,
         limit: Limit = 100,
-    ) -> list[DeadLetterOut]:
+    ) -> DeadLetterPage:
         """Open dead letters, oldest first (`include_retried` for all)."""
         async with runtime_of(request).pool.acquire() as conn:
             return await list_dead_letters(
-                conn, open_only=not include_retried, after_id=after_id, limit=limit
+                conn, open_only=not include_retried, cursor=cursor, limit=limit
             )
 
     @post("/{dead_letter_id:int}/retry", status_code=HTTP_202_ACCEPTED)

@@ -13,13 +13,14 @@ from response_processor.api.guards import MANAGE, READ
 from response_processor.domain.users import (
     UserIn,
     UserOut,
+    UserPage,
     UserPatch,
     create_user,
     get_user,
     list_users,
     update_user,
 )
-from servicekit.fields import NO_NUL
+from servicekit.paging import Cursor
 
 
 class UsersController(Controller):
@@ -32,15 +33,12 @@ class UsersController(Controller):
     async def list(
         self,
         request: Request[Any, Any, Any],
+        cursor: Cursor = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
-        after: Annotated[
-            str | None,
-            QueryParameter(description="last username of the previous page", pattern=NO_NUL),
-        ] = None,
-    ) -> list[UserOut]:
-        """Users by username, `limit` at a time after `after`."""
+    ) -> UserPage:
+        """Users by username; pass `next_cursor` as `cursor` for the next page."""
         async with runtime_of(request).pool.acquire() as conn:
-            return await list_users(conn, limit=limit, after=after)
+            return await list_users(conn, cursor=cursor, limit=limit)
 
     @post("/", guards=[MANAGE])
     async def create(self, request: Request[Any, Any, Any], data: JSONBody[UserIn]) -> UserOut:

@@ -10,7 +10,9 @@ import msgspec
 
 from response_processor.domain import audit
 from response_processor.errors import ProcessorErrorCode, conflict, not_found
+from servicekit import paging
 from servicekit.database import Connection
+from servicekit.fields import BigInt
 
 Status = Literal["received", "processing", "completed", "failed", "cancelled", "rejected"]
 
@@ -45,6 +47,12 @@ class RequestOut(msgspec.Struct, frozen=True):
     finished_at: datetime | None
 
 
+RequestPage = paging.Page[RequestOut]
+"""A page of requests, newest first."""
+RequestCursor = tuple[paging.Time, uuid.UUID]
+"""A listing's position: `(received_at, id)` of the last request seen."""
+
+
 class DeadLetterOut(msgspec.Struct, frozen=True):
     """A request that failed its last try."""
 
@@ -55,6 +63,12 @@ class DeadLetterOut(msgspec.Struct, frozen=True):
     attempts: int
     created_at: datetime
     retried_at: datetime | None
+
+
+DeadLetterPage = paging.Page[DeadLetterOut]
+"""A page of dead letters, oldest first."""
+DeadLetterCursor = tuple[BigInt]
+"""A listing's position: the id of the last dead letter seen."""
 
 
 def _request(row: Any) -> RequestOut:
@@ -89,27 +103,30 @@ async def list_requests(
     *,
     status: Status | None,
     user_id: uuid.UUID | None,
-    before: datetime | None,
+    cursor: str | None,
     limit: int,
-) -> list[RequestOut]:
-    """Newest first, filtered; page with `before` = the last `received_at` seen."""
+) -> RequestPage:
+    """Newest first by `(received_at, id)`, filtered: a batch's requests share `received_at`."""
+    after_at, after_id = paging.decode_cursor(cursor, RequestCursor) if cursor else (None, None)
     rows = await conn.fetch(
         f"""SELECT {COLUMNS} FROM request
             WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR user_id = $2)
-              AND ($3::timestamptz IS NULL OR received_at < $3)
-            ORDER BY received_at DESC, id LIMIT $4""",  # noqa: S608
+              AND ($3::timestamptz IS NULL OR (received_at, id) < ($3, $4))
+            ORDER BY received_at DESC, id DESC LIMIT $5""",  # noqa: S608
         status,
         user_id,
-        before,
-        limit,
+        after_at,
+        after_id,
+        limit + 1,
     )
-    return [_request(row) for row in rows]
+    return paging.page_of(rows, limit, _request, lambda item: (item.received_at, item.id))
 
 
 async def list_dead_letters(
-    conn: Connection, *, open_only: bool, after_id: int | None, limit: int
-) -> list[DeadLetterOut]:
+    conn: Connection, *, open_only: bool, cursor: str | None, limit: int
+) -> DeadLetterPage:
     """Dead letters, oldest first (open ones only by default)."""
+    (after_id,) = paging.decode_cursor(cursor, DeadLetterCursor) if cursor else (None,)
     rows = await conn.fetch(
         """SELECT d.id, d.request AS request_id, r.type, d.error_code, d.error_message,
                   d.attempts, d.created_at, d.retried_at
@@ -118,20 +135,21 @@ async def list_dead_letters(
            ORDER BY d.id LIMIT $3""",
         open_only,
         after_id,
-        limit,
+        limit + 1,
     )
-    return [
-        DeadLetterOut(
-            id=row["id"],
-            request_id=row["request_id"],
-            type=row["type"],
-            error=ErrorOut(row["error_code"], row["error_message"]),
-            attempts=row["attempts"],
-            created_at=row["created_at"],
-            retried_at=row["retried_at"],
-        )
-        for row in rows
-    ]
+    return paging.page_of(rows, limit, _dead_letter, lambda item: (item.id,))
+
+
+def _dead_letter(row: Any) -> DeadLetterOut:
+    return DeadLetterOut(
+        id=row["id"],
+        request_id=row["request_id"],
+        type=row["type"],
+        error=ErrorOut(row["error_code"], row["error_message"]),
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        retried_at=row["retried_at"],
+    )
 
 
 async def reopen_dead_letter(

@@ -15,6 +15,7 @@ from authkit.passwords import check_password_policy, hash_password
 from authkit.sessions import RevokeReason, revoke_all_for_user
 from response_processor.domain import audit
 from response_processor.errors import ProcessorErrorCode, conflict, not_found
+from servicekit import paging
 from servicekit.database import Connection
 from servicekit.fields import Text
 
@@ -70,15 +71,22 @@ class UserOut(msgspec.Struct, frozen=True):
     last_login_at: datetime | None
 
 
-async def list_users(conn: Connection, *, limit: int, after: str | None) -> list[UserOut]:
-    """Users by username, a page at a time (keyset on the username)."""
+UserPage = paging.Page[UserOut]
+"""A page of users, by username."""
+UserCursor = tuple[Text]
+"""A listing's position: the last username seen (usernames are unique)."""
+
+
+async def list_users(conn: Connection, *, cursor: str | None, limit: int) -> UserPage:
+    """Users by username, a page at a time."""
+    (after,) = paging.decode_cursor(cursor, UserCursor) if cursor else (None,)
     rows = await conn.fetch(
         f"""SELECT {COLUMNS} FROM app_user WHERE $1::text IS NULL OR username > $1
             ORDER BY username LIMIT $2""",  # noqa: S608
         after,
-        limit,
+        limit + 1,
     )
-    return [UserOut(**dict(row)) for row in rows]
+    return paging.page_of(rows, limit, lambda row: UserOut(**dict(row)), lambda u: (u.username,))
 
 
 async def get_user(conn: Connection, user_id: uuid.UUID) -> UserOut:
