@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import threading
 import uuid
-from collections.abc import AsyncIterator
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable
+from types import FrameType, TracebackType
 from typing import Any, Final, Self
 
 import asyncpg
@@ -32,6 +34,10 @@ CHANNEL: Final = "gateway_requests"  # the migration's trigger notifies on it
 RECONNECT_S: Final = 1.0
 RECHECK_S: Final = 1.0  # how often waiters look while notifications are not arriving
 READY_TIMEOUT_S: Final = 5.0
+DRAIN_TIMEOUT_S: Final = 5.0
+# After the last waiter let go, for its answer to go out: granian stops running the event
+# loop as soon as the lifespan's shutdown returns.
+FLUSH_S: Final = 0.2
 CONNECT_TIMEOUT_S: Final = 10.0
 
 OPEN_WAITS = declare_gauge(
@@ -87,6 +93,8 @@ class ChangeFeed:
         self.closing = False
         self._watches: dict[uuid.UUID, set[Watch]] = {}
         self._open = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
 
     def check_room(self, user_id: uuid.UUID) -> None:
         """Raise the error `open` would raise now (429 over the user's share, 503 when the
@@ -108,6 +116,7 @@ class ChangeFeed:
         watch = Watch(self, user_id)
         self._watches.setdefault(user_id, set()).add(watch)
         self._open += 1
+        self._drained.clear()
         OPEN_WAITS.inc()
         return watch
 
@@ -119,6 +128,8 @@ class ChangeFeed:
         if not watches:
             del self._watches[watch.user_id]
         self._open -= 1
+        if not self._open:
+            self._drained.set()
         OPEN_WAITS.dec()
 
     def wake(self, payload: str) -> None:
@@ -141,6 +152,17 @@ class ChangeFeed:
         """Refuse new waits and end the open ones (they answer what they have)."""
         self.closing = True
         self.wake_all()
+
+    async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> bool:
+        """Close, then wait until every waiter has let go and its answer could go out."""
+        self.close()
+        try:
+            await asyncio.wait_for(self._drained.wait(), timeout_s)
+        except TimeoutError:
+            log.warning("request_waiters_not_drained", open=self._open)
+            return False
+        await asyncio.sleep(FLUSH_S)
+        return True
 
     async def listen(self, dsn: str, ready: asyncio.Event | None = None) -> None:
         """Wake waiters on notifications until cancelled; reconnect when the link drops."""
@@ -169,19 +191,54 @@ class ChangeFeed:
 
 @contextlib.asynccontextmanager
 async def running_feed(dsn: str, *, per_user: int, per_process: int) -> AsyncIterator[ChangeFeed]:
-    """A feed listening on `dsn` for the block's duration; closed (waiters ended) after."""
+    """A feed listening on `dsn` for the block's duration; drained (waiters ended, their
+    answers sent) after, before the runtime closes."""
     feed = ChangeFeed(per_user=per_user, per_process=per_process)
     ready = asyncio.Event()
     listener = asyncio.create_task(feed.listen(dsn, ready))
+    restore = _close_on_termination(feed)
     try:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ready.wait(), timeout=READY_TIMEOUT_S)
         yield feed
     finally:
-        feed.close()
+        restore()
+        await feed.drain()
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
+
+
+def _close_on_termination(feed: ChangeFeed) -> Callable[[], None]:
+    """Close the feed the moment SIGTERM or SIGINT arrives; return the undo.
+
+    A granian worker stops accepting at the signal but runs the lifespan's shutdown only
+    once its open connections have ended: waits must end at the signal, not at shutdown.
+    The handler the event loop installed (it wakes the loop, which then tells granian)
+    still runs after this one. Outside the main thread, or with no handler to chain (a
+    test's process), nothing is installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    chained: dict[int, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        if not callable(previous):
+            continue
+
+        def close_then(number: int, frame: FrameType | None, previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(feed.close)
+            previous(number, frame)
+
+        signal.signal(signum, close_then)
+        chained[signum] = previous
+
+    def restore() -> None:
+        for signum, previous in chained.items():
+            signal.signal(signum, previous)
+
+    return restore
 
 
 def _unavailable(message: str) -> ApiError:
