@@ -74,6 +74,8 @@ class EventReader:
             value = value.removeprefix(" ")
             if name == "":
                 event.comments.append(value)
+            elif name == "data" and event.comments:
+                raise AssertionError(f"a comment came with data: {line!r}")
             elif name == "data":
                 event.data = f"{event.data}\n{value}" if event.data else value
             elif name in ("event", "id"):

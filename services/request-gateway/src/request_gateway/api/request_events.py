@@ -38,6 +38,8 @@ LastEventIdQuery = Annotated[
 ]
 
 _encoder = msgspec.json.Encoder()
+# Comment-only messages carry `data=None`: Litestar's default (`""`) would send an empty
+# `data:` line, which an EventSource dispatches as a message.
 
 
 class RequestEventsController(Controller):
@@ -80,7 +82,7 @@ async def _stream(
         if after is None:
             async with runtime.pool.acquire() as conn:
                 after = await requests.latest_change(conn, user.id)
-        yield ServerSentEventMessage(comment="ready", retry=RETRY_MS)
+        yield ServerSentEventMessage(data=None, comment="ready", retry=RETRY_MS)
         while not feed.closing and await _still_allowed(runtime, user):
             watch.arm()  # before reading: a change committed after the read wakes us
             async with runtime.pool.acquire() as conn:
@@ -95,7 +97,7 @@ async def _stream(
             if remaining <= 0:
                 return
             if not await watch.wait(min(settings.event_keepalive_s, remaining)):
-                yield ServerSentEventMessage(comment="keep-alive")
+                yield ServerSentEventMessage(data=None, comment="keep-alive")
 
 
 async def _still_allowed(runtime: Runtime, user: GatewayUser) -> bool:
