@@ -330,3 +330,32 @@ def test_waiters_recheck_without_a_listener_and_wake_only_on_their_users_changes
         assert feed._open == 0
 
     asyncio.run(scenario())
+
+
+LISTENERS_SQL = """
+    SELECT pid FROM pg_stat_activity
+    WHERE datname = current_database() AND query = 'LISTEN "gateway_requests"'
+"""
+
+
+async def test_a_dropped_listener_reconnects_and_its_waiters_still_get_their_answer(
+    client: httpx.AsyncClient, make_member: MakeMember, link_runtime: Runtime, sync: Sync,
+    db: asyncpg.Connection[Any],
+) -> None:  # fmt: skip
+    member = await make_member()
+    made = await _submit(client, member)
+    await link_runtime.link.export_once()
+    waiting = asyncio.create_task(
+        client.get(f"{PATH}/{made['id']}", params={"wait": 60}, headers=member.headers)
+    )
+    await _waiting(client, 1)
+    [old] = [row["pid"] for row in await db.fetch(LISTENERS_SQL)]
+    assert await db.fetchval("SELECT pg_terminate_backend($1)", old)
+
+    async def listening_again() -> bool:
+        pids = [row["pid"] for row in await db.fetch(LISTENERS_SQL)]
+        return _feed(client).listening and pids != [] and old not in pids
+
+    await eventually(listening_again)
+    await sync([_response(made["id"])])
+    assert (await waiting).json()["status"] == "completed"
