@@ -359,3 +359,41 @@ async def test_a_dropped_listener_reconnects_and_its_waiters_still_get_their_ans
     await eventually(listening_again)
     await sync([_response(made["id"])])
     assert (await waiting).json()["status"] == "completed"
+
+
+async def test_one_users_change_numbers_are_committed_in_their_order(
+    client: httpx.AsyncClient, make_member: MakeMember, database_url: str,
+    db: asyncpg.Connection[Any],
+) -> None:  # fmt: skip
+    """A reader that saw number n never later finds a smaller one committed: the second of
+    two concurrent changes of one user waits for the first to commit before it is numbered."""
+    member = await make_member()
+    first, second = await _submit(client, member), await _submit(client, member)
+    update = "UPDATE request SET status = 'exported' WHERE id = $1"
+    early, late = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
+    try:
+        opened = early.transaction()
+        await opened.start()
+        await early.execute(update, uuid.UUID(first["id"]))
+        blocked = asyncio.create_task(late.execute(update, uuid.UUID(second["id"])))
+
+        async def late_waits_for_the_lock() -> bool:
+            return bool(
+                await db.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE pid = $1 AND wait_event_type = 'Lock'",
+                    late.get_server_pid(),
+                )
+            )
+
+        await eventually(late_waits_for_the_lock)
+        assert [change.seq for change in await requests.changes_since(db, member.id, 2, 10)] == []
+        await opened.commit()
+        await blocked
+    finally:
+        await early.close()
+        await late.close()
+    changes = await requests.changes_since(db, member.id, 2, 10)
+    assert [(str(change.request.id), change.seq) for change in changes] == [
+        (first["id"], 3), (second["id"], 4),
+    ]  # fmt: skip
