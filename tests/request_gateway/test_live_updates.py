@@ -22,6 +22,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from airlink.records import Response
 from request_gateway.runtime import open_runtime, prepare_database
 from servicekit.testing import MakeDatabase
+from tests.request_gateway.conftest import user_record
 from tests.request_gateway.live import LiveGateway, Member, live_gateway, live_settings, serve
 
 PATH = "/api/v1/requests"
@@ -86,6 +87,14 @@ class EventReader:
         """Read on until the server ends the stream (EOFError)."""
         while True:
             await self.next()
+
+    async def rest(self) -> list[Event]:
+        """Every event until the server ends the stream (a timeout if it does not)."""
+        seen = []
+        with contextlib.suppress(EOFError):
+            while True:
+                seen.append(await self.next())
+        return seen
 
     async def next_request(self) -> Event:
         """The next `request` event, past keep-alive comments."""
@@ -280,6 +289,23 @@ async def test_streams_need_a_sign_in_and_are_bounded_per_user_in_each_process(
     assert {(status, body["error"]["code"]) for status, body in refused} == {
         (429, "too_many_waits")
     }
+
+
+async def test_a_deactivated_users_stream_ends(live: LiveGateway) -> None:
+    member = await live.member()
+    async with httpx.AsyncClient(timeout=30) as client:
+        made = await submit(client, live, member)
+        async with stream(client, live, member) as events:
+            record = await user_record(member.username, user_id=member.id, active=False, version=2)
+            live.processor.send([record])
+            async with open_runtime(live.settings, listen=False) as runtime:
+                await runtime.link.import_once()
+            told = [event.request() for event in await events.rest() if event.event]
+        # The lock-out cancels their queued request; the stream may end before telling.
+        assert [(request["id"], request["status"]) for request in told] in (
+            [],
+            [(made, "cancelled")],
+        )
 
 
 def test_stopping_the_server_ends_open_streams_and_waits(
