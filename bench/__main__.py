@@ -10,6 +10,7 @@ from bench import (
     batchformat_bench,
     gateway_bench,
     link_bench,
+    live_updates_bench,
     processor_bench,
     transfer_agent_bench,
 )
@@ -20,6 +21,7 @@ BENCHMARKS: dict[str, Callable[[], Path]] = {
     "link": link_bench.run,
     "response-processor": processor_bench.run,
     "request-gateway": gateway_bench.run,
+    "request-gateway-live": live_updates_bench.run,
 }
 
 

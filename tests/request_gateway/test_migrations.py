@@ -16,6 +16,7 @@ from tests.request_gateway.test_backup import run
 
 FIRST = "2026-12-01T23:00:00:000000"  # the tables
 SECOND = "2026-12-01T23:10:00:000000"  # indexes, checks, submit function, triggers
+THIRD = "2026-12-02T15:40:00:000000"  # the request change numbers and their notification
 
 
 async def test_later_migrations_apply_to_a_database_holding_data(
@@ -63,7 +64,7 @@ async def test_the_hand_written_migration_goes_back_and_forth_keeping_every_row(
         assert await table_contents(connection) == before
 
         await migrate(url, APPS)
-        assert await ran_migrations(connection, "gateway") == [FIRST, SECOND]
+        assert await ran_migrations(connection, "gateway") == [FIRST, SECOND, THIRD]
         assert await table_contents(connection) == before
         # The submit function is back, and the quota it keeps still counts the old requests.
         assert await connection.fetchval("SELECT to_regproc('submit_request')") is not None
@@ -71,6 +72,35 @@ async def test_the_hand_written_migration_goes_back_and_forth_keeping_every_row(
             "SELECT count(*) FROM request WHERE status IN ('queued', 'exported', 'delivered')"
         )
         assert await connection.fetchval("SELECT sum(pending) FROM user_quota") == pending
+    finally:
+        await connection.close()
+
+
+async def test_change_numbers_survive_going_back_and_continue_forwards(
+    postgres_database: MakeDatabase,
+) -> None:
+    url = postgres_database()
+    await migrate(url, APPS)
+    connection = await asyncpg.connect(url)
+    user_id, request_id = uuid.uuid4(), uuid.uuid4()
+    try:
+        await connection.execute(
+            """INSERT INTO request (id, user_id, type, payload, trace_id)
+               VALUES ($1, $2, 'echo', '{}', 't')""",
+            request_id,
+            user_id,
+        )
+        await migrate_back_to(url, APPS, "gateway", SECOND)
+        await connection.execute("UPDATE request SET status = 'exported'")  # not numbered
+        await migrate(url, APPS)
+        await connection.execute("UPDATE request SET status = 'delivered'")
+        numbers = await connection.fetchrow(
+            "SELECT r.change_seq AS request, q.change_seq AS user_seq"
+            " FROM request r JOIN user_quota q USING (user_id) WHERE r.id = $1",
+            request_id,
+        )
+        assert numbers is not None
+        assert (numbers["request"], numbers["user_seq"]) == (2, 2)
     finally:
         await connection.close()
 

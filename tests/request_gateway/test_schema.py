@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import Case, GenerationMode
@@ -40,6 +41,9 @@ schema = schemathesis.openapi.from_dict(DOCUMENT)
 # not parameters to generate (or to leave out, as invalid data the server would wrongly accept).
 schema.config.generation.update(with_security_parameters=False)
 SUBMIT = schema["/api/v1/requests"]["POST"]
+# A stream that opens stays open: fuzzed on its own, reading no further than its headers.
+EVENTS_PATH = "/api/v1/requests/events"
+EVENTS = schema[EVENTS_PATH]["GET"]
 
 # Why a valid submit of an allowed type may still be refused: U+0000 in the payload, over the
 # profile's size, or an idempotency key already used for another payload.
@@ -96,10 +100,24 @@ def check_answer(case: Case[Any], live: LiveGateway, member: Member) -> Any:
     return response
 
 
-@schema.parametrize()
+@schema.exclude(path=EVENTS_PATH).parametrize()
 @fuzzing
 def test_no_input_gets_a_server_error(case: Case[Any], live: LiveGateway, member: Member) -> None:
     check_answer(case, live, member)
+
+
+@given(case=EVENTS.as_strategy())
+@fuzzing
+def test_no_input_to_the_event_stream_gets_a_server_error(
+    case: Case[Any], live: LiveGateway, member: Member
+) -> None:
+    sent = case.as_transport_kwargs(base_url=live.url, headers=member.headers)
+    with requests.request(**sent, stream=True, timeout=30) as response:
+        if response.status_code == 200:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            return
+        assert response.content  # a refusal is small: read it whole
+    schema_checks.check_answer(case, response)
 
 
 @given(case=SUBMIT.as_strategy(GenerationMode.POSITIVE))

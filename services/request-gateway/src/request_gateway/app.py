@@ -17,7 +17,9 @@ from authkit.middleware import AuthConfig, CredentialScheme, auth_middleware
 from authkit.tokens import token_pair
 from request_gateway.api.account import ApiKeysController, AuthController, me
 from request_gateway.api.admin import AdminController, BatchesController
+from request_gateway.api.request_events import RequestEventsController
 from request_gateway.api.requests import RequestsController
+from request_gateway.changes import running_feed
 from request_gateway.credentials import Credentials
 from request_gateway.health import health_checks
 from request_gateway.runtime import open_runtime
@@ -35,8 +37,16 @@ def create_app(settings: GatewaySettings) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with open_runtime(settings) as runtime:
+        async with (
+            open_runtime(settings) as runtime,
+            running_feed(
+                runtime.database_url,
+                per_user=settings.max_open_waits_per_user,
+                per_process=settings.max_open_waits,
+            ) as changes,
+        ):
             app.state.runtime = runtime
+            app.state.changes = changes  # closed first on shutdown: open waits end
             app.state.credentials = Credentials(runtime.pool, runtime.identity)
             try:
                 yield
@@ -63,6 +73,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             me,
             ApiKeysController,
             RequestsController,
+            RequestEventsController,
             AdminController,
             BatchesController,
         ],

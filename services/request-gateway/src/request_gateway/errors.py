@@ -21,6 +21,9 @@ class GatewayErrorCode(StrEnum):
     PROFILE_TYPE_UNKNOWN = "profile_type_unknown"
     API_KEY_NOT_FOUND = "api_key_not_found"
     TOO_MANY_API_KEYS = "too_many_api_keys"
+    INVALID_LAST_EVENT_ID = "invalid_last_event_id"
+    TOO_MANY_WAITS = "too_many_waits"
+    WAITS_UNAVAILABLE = "waits_unavailable"
 
 
 def gateway_error(status: int, code: GatewayErrorCode, message: str) -> ApiError:

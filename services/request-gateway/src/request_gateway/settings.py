@@ -70,6 +70,13 @@ class GatewaySettings(LinkEndpointSettings, frozen=True, kw_only=True):
     rate_limit_timeout_s: PositiveFloat = 1.0
     retention_days: PositiveInt = 30  # finished requests, acknowledged batches, archived files
     retention_interval_s: PositiveFloat = 3600.0
+    # Long polls (`GET /requests/{id}?wait=`) and event streams (`GET /requests/events`)
+    # open at once: per user, and per server process (keep it below max_connections, which
+    # they count against while they wait).
+    max_open_waits_per_user: PositiveInt = 8
+    max_open_waits: PositiveInt = 128
+    event_stream_max_s: PositiveFloat = 3600.0  # then the client reconnects (auth re-checked)
+    event_keepalive_s: PositiveFloat = 15.0  # a comment line when nothing else was sent
 
     # The link: LinkEndpointSettings declares the rest (docs/link-protocol.md)
     network_id: NetworkId = GATEWAY_NETWORK_ID

@@ -8,6 +8,7 @@ from litestar.connection import ASGIConnection
 
 from authkit.error_codes import AuthError, AuthErrorCode
 from authkit.identity import current_user
+from request_gateway.changes import ChangeFeed
 from request_gateway.identity import GatewayUser
 from request_gateway.runtime import Runtime
 
@@ -16,6 +17,12 @@ def runtime_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Runtime:
     """The process's runtime, built by the app's lifespan."""
     runtime: Runtime = connection.app.state.runtime
     return runtime
+
+
+def change_feed_of(connection: ASGIConnection[Any, Any, Any, Any]) -> ChangeFeed:
+    """The process's feed of request changes (long polls, event streams)."""
+    feed: ChangeFeed = connection.app.state.changes
+    return feed
 
 
 async def gateway_user(connection: ASGIConnection[Any, Any, Any, Any]) -> GatewayUser:

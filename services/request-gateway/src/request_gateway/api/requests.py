@@ -1,7 +1,8 @@
-"""`/api/v1/requests`: submit, read, list and cancel one's own requests."""
+"""`/api/v1/requests`: submit, read (or wait for), list and cancel one's own requests."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from typing import Annotated, Any, Final
@@ -12,7 +13,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from request_gateway.api.context import gateway_user, runtime_of
+from request_gateway.api.context import change_feed_of, gateway_user, runtime_of
 from request_gateway.domain import requests
 from request_gateway.domain.requests import Page, RequestOut, Status
 from request_gateway.errors import GatewayErrorCode, gateway_error
@@ -30,6 +31,8 @@ IdempotencyKey = Annotated[
     str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200)
 ]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
+MAX_WAIT_S: Final = 60
+Wait = Annotated[int, QueryParameter(ge=0, le=MAX_WAIT_S)]
 
 _encoder = msgspec.json.Encoder()
 # U+0000 leaves the encoder as `\u0000`, which PostgreSQL's jsonb cannot store. After an
@@ -101,18 +104,37 @@ class RequestsController(Controller):
             )
         headers = decision.headers()
         if submitted.created:
+            headers["Location"] = location(submitted.request.id)
             return Response(submitted.request, status_code=HTTP_202_ACCEPTED, headers=headers)
         # A concurrent submit with the same key committed between the look-up and this one.
         return _replayed(submitted, headers)
 
     @get("/{request_id:uuid}")
     async def read(
-        self, request: Request[Any, Any, Any], request_id: FromPath[uuid.UUID]
+        self, request: Request[Any, Any, Any], request_id: FromPath[uuid.UUID], wait: Wait = 0
     ) -> RequestOut:
-        """One of the caller's requests, with its response or error once it has one."""
+        """One of the caller's requests, with its response or error once it has one.
+
+        With `wait=N` (up to 60 s) the answer waits until the request is final or N seconds
+        have passed (a long poll), holding no database connection meanwhile.
+        """
         user_id = (await gateway_user(request)).id
-        async with runtime_of(request).pool.acquire() as conn:
-            return await requests.get(conn, request_id, user_id)
+        pool = runtime_of(request).pool
+        if not wait:
+            async with pool.acquire() as conn:
+                return await requests.get(conn, request_id, user_id)
+        feed = change_feed_of(request)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        with feed.open(user_id) as watch:
+            while True:
+                watch.arm()  # before reading: a change committed after the read wakes us
+                async with pool.acquire() as conn:
+                    current = await requests.get(conn, request_id, user_id)
+                remaining = deadline - loop.time()
+                if current.status in requests.FINAL or remaining <= 0 or feed.closing:
+                    return current
+                await watch.wait(remaining)
 
     @get("/")
     async def list_own(
@@ -143,6 +165,11 @@ class RequestsController(Controller):
         return Response(found, status_code=HTTP_200_OK if settled else HTTP_202_ACCEPTED)
 
 
+def location(request_id: uuid.UUID) -> str:
+    """Where a request can be read (and waited for)."""
+    return f"{RequestsController.path}/{request_id}"
+
+
 def _replayed(submitted: requests.Submitted, headers: dict[str, str]) -> Response[RequestOut]:
     """200 with the request an idempotency key made; 422 when it was made for another one."""
     if not submitted.same:
@@ -152,6 +179,7 @@ def _replayed(submitted: requests.Submitted, headers: dict[str, str]) -> Respons
             "This Idempotency-Key was used for a different request.",
         )
     headers[REPLAYED_HEADER] = "true"
+    headers["Location"] = location(submitted.request.id)
     return Response(submitted.request, status_code=HTTP_200_OK, headers=headers)
 
 

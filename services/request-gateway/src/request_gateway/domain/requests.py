@@ -4,6 +4,10 @@ Statuses: `queued` → `exported` (in an outbound batch) → `delivered` (the pr
 acknowledged that batch) → `completed` | `failed` (its response); also `cancelled` and
 `expired`. The first three are *pending*: they count against the profile's pending limit,
 which the `submit_request` database function and a trigger keep exact.
+
+Every change a user can see numbers the request with the next `change_seq` of its user and
+notifies the `gateway_requests` channel in the same transaction (a trigger: no statement
+that changes a request can forget it); `changes_since` reads them back in that order.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from servicekit.database import Connection
 
 Status = Literal["queued", "exported", "delivered", "completed", "failed", "cancelled", "expired"]
 PENDING: Final = ("queued", "exported", "delivered")
-STATUSES: Final = (*PENDING, "completed", "failed", "cancelled", "expired")
+FINAL: Final = ("completed", "failed", "cancelled", "expired")
+STATUSES: Final = (*PENDING, *FINAL)
 PENDING_LIMIT_SQLSTATE: Final = "AL001"  # raised by submit_request (the migration)
 
 COLUMNS: Final = """
@@ -43,6 +48,12 @@ REPLAY_SQL: Final = f"""
     FROM request WHERE user_id = $1 AND idempotency_key = $2
 """  # noqa: S608
 GET_SQL: Final = f"SELECT {COLUMNS} FROM request WHERE id = $1 AND user_id = $2"  # noqa: S608
+# request_user_change_idx: a user's changes since a number, in order.
+CHANGES_SQL: Final = f"""
+    SELECT {COLUMNS}, change_seq FROM request
+    WHERE user_id = $1 AND change_seq > $2 ORDER BY change_seq LIMIT $3
+"""  # noqa: S608
+LATEST_CHANGE_SQL: Final = "SELECT change_seq FROM user_quota WHERE user_id = $1"
 LIST_SQL: Final = f"""
     SELECT {COLUMNS} FROM request
     WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2)
@@ -201,6 +212,28 @@ async def get(conn: Connection, request_id: uuid.UUID, user_id: uuid.UUID) -> Re
     if row is None:
         raise not_found()
     return request_out(row)
+
+
+class Change(msgspec.Struct, frozen=True):
+    """A request as it is after its user's change number `seq`."""
+
+    seq: int
+    request: RequestOut
+
+
+async def changes_since(
+    conn: Connection, user_id: uuid.UUID, after: int, limit: int
+) -> list[Change]:
+    """The user's requests changed after number `after`, oldest change first; a request
+    changed several times since shows once, as it is now."""
+    rows = await conn.fetch(CHANGES_SQL, user_id, after, limit)
+    return [Change(row["change_seq"], request_out(row)) for row in rows]
+
+
+async def latest_change(conn: Connection, user_id: uuid.UUID) -> int:
+    """The number of the user's latest change (0 before the first)."""
+    latest: int | None = await conn.fetchval(LATEST_CHANGE_SQL, user_id)
+    return latest or 0
 
 
 async def list_page(
