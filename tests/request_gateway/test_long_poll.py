@@ -25,13 +25,13 @@ from request_gateway.changes import ChangeFeed
 from request_gateway.domain import requests
 from request_gateway.runtime import Runtime
 from request_gateway.settings import GatewaySettings
+from servicekit.testing import eventually
 from tests.request_gateway.conftest import (
     PASSWORD,
     FakeProcessor,
     MakeMember,
     Member,
     Sync,
-    eventually,
     login,
     profile_type,
     user_record,
