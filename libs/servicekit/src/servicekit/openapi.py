@@ -27,7 +27,7 @@ import dataclasses
 import html
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Request, Router, get
@@ -39,7 +39,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin
 from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
-from litestar.params import ParameterKwarg
+from litestar.params import ParameterKwarg, PathParameter
 from litestar.response import File
 from litestar.routes import BaseRoute, HTTPRoute
 from litestar.typing import FieldDefinition
@@ -302,7 +302,7 @@ class SwaggerPage(OpenAPIRenderPlugin):
 
 
 @get("/assets/{name:str}", include_in_schema=False, sync_to_thread=False)
-def docs_asset(name: str) -> File:
+def docs_asset(name: Annotated[str, PathParameter(max_length=100)]) -> File:
     """One file of the docs page (a fixed list: nothing else of the package is served)."""
     found = _ASSETS.get(name)
     if found is None:
