@@ -7,7 +7,7 @@ PYTHON ?= python3
 UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN = $(UV) run --frozen --no-sync
 
-.PHONY: help uv sync demo test lint format bench check-deploy clean
+.PHONY: help uv sync demo test lint format bench check-deploy images compose-test clean
 
 help:
 	@echo "make demo    the whole system on this machine until Ctrl-C (data in DEMO_DIR, default .local/)"
@@ -16,6 +16,8 @@ help:
 	@echo "make format  apply ruff's formatting and safe fixes"
 	@echo "make bench   run the benchmarks, report in bench/results/"
 	@echo "make check-deploy  promtool, systemd and static checks of deploy/ (installs promtool as root)"
+	@echo "make images  the three images with podman or docker (docs/deployment.md, \"Building the images\")"
+	@echo "make compose-test  the compose stacks started and used for real, then removed"
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
@@ -49,6 +51,11 @@ bench: sync
 # Dockerfiles, .env examples and the dashboard; see deploy/check.sh.
 check-deploy: sync
 	@UV="$(UV)" bash deploy/check.sh
+
+# The three images (podman installed as root when missing; a stand-in base built from Debian's
+# packages where python:3.11-slim-bookworm cannot be pulled); see deploy/images/build.sh.
+images:
+	@bash deploy/images/build.sh
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache
