@@ -57,5 +57,10 @@ check-deploy: sync
 images:
 	@bash deploy/images/build.sh
 
+# The compose stacks started with podman-compose on those images, used through their published
+# ports (users, requests, a killed worker, a restart), then removed; see deploy/images/compose-test.sh.
+compose-test: sync images
+	@UV="$(UV)" bash deploy/images/compose-test.sh
+
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache
