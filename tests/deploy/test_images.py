@@ -144,6 +144,26 @@ def test_image_keeps_its_health_check_and_runs_as_the_service_user(engine: str, 
     assert config["User"] == "airlock:airlock"
 
 
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_the_build_ca_is_in_no_layer(engine: str, image: str) -> None:
+    """The CA bundle handed to the build (a secret) left no file and no setting behind."""
+    result = subprocess.run(
+        [engine, "image", "inspect", "--format", "{{json .Config.Env}}", _tag(image)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    names = {entry.split("=", 1)[0] for entry in json.loads(result.stdout)}
+    assert not names & {"SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE"}, names
+    listing = subprocess.run(
+        [engine, *RUN, "--entrypoint", "ls", _tag(image), "-A", "/run/secrets"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "build-ca" not in listing.stdout
+
+
 def test_agent_image_carries_less_than_a_service_image(engine: str) -> None:
     # The images share their base; what each adds is its virtual environment.
     sizes = {}
