@@ -36,9 +36,11 @@ say "building $standin with debootstrap (bookworm, python3.11) from $mirror"
 debootstrap --variant=minbase \
     --include=python3,python3-venv,python3-pip,python-is-python3,ca-certificates,passwd \
     bookworm "$root" "$mirror" >/dev/null
-# Smaller: no apt lists, docs, man pages or locales beyond C.
-rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/usr/share/doc/* \
-    "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/var/log/*
+# Smaller, as the official slim image: no downloaded .debs, apt lists, docs, man pages or
+# translations (messages stay in English; the C.UTF-8 locale is in libc).
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin \
+    "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/* \
+    "$root"/usr/share/info/* "$root"/usr/share/locale/* "$root"/var/log/*
 # The official image's environment: its pip installs into the system Python (bookworm's
 # refuses without PIP_BREAK_SYSTEM_PACKAGES), and LANG as there.
 tar -C "$root" -c . | "$eng" import \
