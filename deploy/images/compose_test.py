@@ -312,6 +312,7 @@ def run(stacks: Stacks, timings: dict[str, float]) -> None:
             seen = listed_ids(gateway, auth)
             if sorted(seen) != sorted(set(ids)) or len(seen) != len(ids):
                 raise PhaseError(f"requests listed {len(seen)}, submitted {len(ids)}")
+            processed_once(processor, admin, ids)
     with phase("down", timings):
         stacks.down(volumes=False)
     with phase("up again", timings):
@@ -333,6 +334,18 @@ def listed_ids(client: httpx.Client, auth: dict[str, str]) -> list[str]:
         seen += [str(item["id"]) for item in page["items"]]
         if not (cursor := page["next_cursor"]):
             return seen
+
+
+def processed_once(processor: httpx.Client, admin: dict[str, str], ids: list[str]) -> None:
+    """The processor holds each request once, completed; a job the kill interrupted ran
+    again (attempts > 1) and still produced one response."""
+    retried = 0
+    for request_id in ids:
+        held = expect(processor.get(f"/requests/{request_id}", headers=admin), 200, "reading")
+        if held["status"] != "completed":
+            raise PhaseError(f"the processor has {request_id} {held['status']}")
+        retried += held["attempts"] > 1
+    say(f"the processor completed all {len(ids)} requests, {retried} of them after a retry")
 
 
 def kill_worker_mid_traffic(gateway: httpx.Client, auth: dict[str, str]) -> list[str]:
