@@ -7,7 +7,7 @@ PYTHON ?= python3
 UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN = $(UV) run --frozen --no-sync
 
-.PHONY: help uv sync demo test lint format bench check-deploy docs-config clean
+.PHONY: help uv sync demo test lint format bench check-deploy images compose-test docs-config clean
 
 help:
 	@echo "make demo    the whole system on this machine until Ctrl-C (data in DEMO_DIR, default .local/)"
@@ -17,6 +17,8 @@ help:
 	@echo "make bench   run the benchmarks, report in bench/results/"
 	@echo "make check-deploy  promtool, systemd and static checks of deploy/ (installs promtool as root)"
 	@echo "make docs-config   regenerate docs/configuration.md from the settings structs"
+	@echo "make images  the three images with podman or docker (docs/deployment.md, \"Building the images\")"
+	@echo "make compose-test  the compose stacks started and used for real, then removed"
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
@@ -55,6 +57,16 @@ check-deploy: sync
 # fails when it is stale.
 docs-config: sync
 	@PYTHONPATH=deploy/local $(RUN) python -m tools.configuration_doc
+
+# The three images (podman installed as root when missing; a stand-in base built from Debian's
+# packages where python:3.11-slim-bookworm cannot be pulled); see deploy/images/build.sh.
+images:
+	@bash deploy/images/build.sh
+
+# The compose stacks started with podman-compose on those images, used through their published
+# ports (users, requests, a killed worker, a restart), then removed; see deploy/images/compose-test.sh.
+compose-test: sync images
+	@UV="$(UV)" bash deploy/images/compose-test.sh
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

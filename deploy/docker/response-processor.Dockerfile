@@ -8,14 +8,23 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- builder: the locked dependencies and our packages in one virtual environment ---------
 FROM ${PYTHON_IMAGE} AS builder
+# Behind a TLS-inspecting proxy the build is handed the site's CA bundle as the secret
+# `build-ca` (`--secret id=build-ca,src=/etc/ssl/certs/ca-certificates.crt`; make images
+# does it with AIRLOCK_BUILD_CA): pip and uv trust it while they download, and it is mounted
+# for that one step only, never stored in a layer. Without the secret they use their own.
 # The uv that wrote uv.lock; a newer one would read it too, an older one might not.
-RUN python -m pip install --no-cache-dir --disable-pip-version-check "uv==0.13.9"
+RUN --mount=type=secret,id=build-ca \
+    if [ -s /run/secrets/build-ca ]; then export PIP_CERT=/run/secrets/build-ca; fi \
+ && python -m pip install --no-cache-dir --disable-pip-version-check "uv==0.13.9"
 ENV UV_PROJECT_ENVIRONMENT=/opt/airlock/venv \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never
 WORKDIR /src
-# Third-party dependencies first: this layer changes only when the lock file does.
+# Third-party dependencies first: this layer changes only when the lock file does. Faker
+# (through Litestar's polyfactory) makes OpenAPI examples, which no service asks for: 25 MB
+# left out (docs/deployment.md, "What each image holds").
+ENV AIRLOCK_LEAVE_OUT="--no-install-package faker --no-install-package polyfactory"
 COPY pyproject.toml uv.lock ./
 COPY libs/authkit/pyproject.toml libs/authkit/
 COPY libs/batchformat/pyproject.toml libs/batchformat/
@@ -24,13 +33,15 @@ COPY libs/servicekit/pyproject.toml libs/servicekit/
 COPY services/request-gateway/pyproject.toml services/request-gateway/
 COPY services/response-processor/pyproject.toml services/response-processor/
 COPY services/transfer-agent/pyproject.toml services/transfer-agent/
-RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-workspace --package response-processor
+RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build-ca \
+    if [ -s /run/secrets/build-ca ]; then export SSL_CERT_FILE=/run/secrets/build-ca; fi \
+ && uv sync --frozen --no-dev --no-install-workspace $AIRLOCK_LEAVE_OUT --package response-processor
 # Then our own packages, installed as wheels (not linked to /src, which is left behind).
 COPY libs libs
 COPY services services
-RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable --package response-processor
+RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build-ca \
+    if [ -s /run/secrets/build-ca ]; then export SSL_CERT_FILE=/run/secrets/build-ca; fi \
+ && uv sync --frozen --no-dev --no-editable $AIRLOCK_LEAVE_OUT --package response-processor
 
 # ---- runtime: the environment, a non-root user, nothing else -----------------------------
 FROM ${PYTHON_IMAGE} AS runtime

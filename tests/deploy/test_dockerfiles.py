@@ -1,6 +1,5 @@
 """The Dockerfiles build each service from the lock file, run it as a non-root user, and ask
-its health endpoint. No Docker engine runs here: the files are read, not built (docs/deployment.md
-says how the build was checked)."""
+its health endpoint. Here the files are read; test_images.py looks inside the built images."""
 
 from __future__ import annotations
 

@@ -142,10 +142,14 @@ def live_gateway(
 
 
 @contextlib.contextmanager
-def serve(settings: GatewaySettings, *, workers: int = 2) -> Iterator[LiveGateway]:
+def serve(
+    settings: GatewaySettings, *, workers: int = 2, url_files: bool = False
+) -> Iterator[LiveGateway]:
     """Start `request-gateway serve` for `settings`; kill its group whatever happens.
 
     The fake processor's public key is placed first: the server reads its peer keys at start.
+    With `url_files`, the database and Redis URLs are given as secret files (`*_URL_FILE`,
+    as the compose files do) instead of variables.
     """
     processor = FakeProcessor(settings)
     port = free_port()
@@ -162,6 +166,12 @@ def serve(settings: GatewaySettings, *, workers: int = 2) -> Iterator[LiveGatewa
         GATEWAY_BODY_TIMEOUT_S=str(settings.body_timeout_s),
         GATEWAY_MAX_CONNECTIONS=str(settings.max_connections),
     )
+    if url_files:
+        for name in ("GATEWAY_DATABASE_URL", "GATEWAY_REDIS_URL"):
+            secret = settings.data_dir / f"{name.lower()}.txt"
+            secret.write_text(environment.pop(name) + "\n")
+            secret.chmod(0o600)
+            environment[f"{name}_FILE"] = str(secret)
     log = settings.data_dir / "server.log"
     with log.open("ab") as output:
         process = subprocess.Popen(

@@ -58,7 +58,14 @@ def _import_pgserver() -> ModuleType:
     # (platformdirs), which is harmless here since pgserver falls back to /tmp.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pgserver
+        try:
+            import pgserver
+        except ImportError as exc:
+            # Runtime images leave the embedded servers out (servicekit[embedded]).
+            raise RuntimeError(
+                "the pgserver package (embedded PostgreSQL, for development) is not "
+                "installed: give the service a database URL"
+            ) from exc
     # pgserver logs every command it runs, with its output, at INFO.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     return pgserver

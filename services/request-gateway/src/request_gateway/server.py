@@ -37,8 +37,14 @@ def serve(settings: GatewaySettings) -> None:
         asyncio.run(prepare_database(services.database_url))
         # Made here, once: workers starting together would each make their own key pair.
         load_link_keys(settings, generate_missing=settings.env != "production")
-        os.environ[f"{PREFIX}DATABASE_URL"] = services.database_url
-        os.environ[f"{PREFIX}REDIS_URL"] = services.redis_url
+        # The workers read the resolved URLs; a *_FILE variable beside them would make their
+        # settings refuse to load ("set both directly and as ..._FILE"), as in compose.
+        for name, url in (
+            ("DATABASE_URL", services.database_url),
+            ("REDIS_URL", services.redis_url),
+        ):
+            os.environ.pop(f"{PREFIX}{name}_FILE", None)
+            os.environ[f"{PREFIX}{name}"] = url
         if settings.workers > 1:
             prepare_multiprocess_dir(settings.data_dir / "metrics")
         multiprocessing.set_start_method("spawn", force=True)
