@@ -6,11 +6,59 @@ Re-exports `Actor`, `SYSTEM` and `record`, so the processor's code says
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from enum import StrEnum
+from typing import Any, Final
+
+import msgspec
 
 from servicekit.audit import SYSTEM, Actor, record
+from servicekit.database import Connection
 
-__all__ = ["SYSTEM", "Action", "Actor", "record"]
+__all__ = ["SYSTEM", "Action", "Actor", "AuditEntryOut", "list_audit_entries", "record"]
+
+AUDIT_SQL: Final = """
+    SELECT id, at, actor_id, actor, action, target, outcome, client_address, details
+    FROM audit_log
+    WHERE ($1::text IS NULL OR action = $1) AND ($2::bigint IS NULL OR id < $2)
+      AND ($3::text IS NULL OR actor = $3 OR target = 'user:' || $3)
+      AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::timestamptz IS NULL OR at < $5)
+    ORDER BY id DESC LIMIT $6
+"""
+
+
+class AuditEntryOut(msgspec.Struct, frozen=True):
+    """One audit entry."""
+
+    id: int
+    at: datetime
+    actor_id: uuid.UUID | None
+    actor: str | None
+    action: str
+    target: str | None
+    outcome: str
+    client_address: str | None
+    details: Any
+
+
+async def list_audit_entries(
+    conn: Connection,
+    *,
+    action: str | None = None,
+    username: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_id: int | None = None,
+    limit: int = 100,
+) -> list[AuditEntryOut]:
+    """Entries newest first, filtered (``username``: done by or to that user); page with
+    the last id as ``before_id``."""
+    rows = await conn.fetch(AUDIT_SQL, action, before_id, username, since, until, limit)
+    return [
+        AuditEntryOut(**{**dict(row), "details": msgspec.json.decode(row["details"])})
+        for row in rows
+    ]
 
 
 class Action(StrEnum):

@@ -134,6 +134,12 @@ async def list_dead_letters(
     ]
 
 
+async def count_open_dead_letters(conn: Connection) -> int:
+    """Dead letters nobody has retried yet."""
+    count: int = await conn.fetchval("SELECT count(*) FROM dead_letter WHERE retried_at IS NULL")
+    return count
+
+
 async def reopen_dead_letter(
     conn: Connection, dead_letter_id: int, actor: audit.Actor
 ) -> uuid.UUID:
