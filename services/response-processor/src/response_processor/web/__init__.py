@@ -21,8 +21,11 @@ from response_processor.api.guards import Network, address_guard
 from response_processor.runtime import Runtime
 from response_processor.settings import ProcessorSettings
 from response_processor.web.audit import audit_log
+from response_processor.web.batches import batches
 from response_processor.web.dashboard import dashboard
 from response_processor.web.dead_letters import DeadLetterPages
+from response_processor.web.documents import DocumentPages
+from response_processor.web.profile_types import ProfileTypePages
 from response_processor.web.render import render
 from response_processor.web.session import (
     PasswordChangeDue,
@@ -32,6 +35,7 @@ from response_processor.web.session import (
     signed_in_guard,
 )
 from response_processor.web.users import UserPages
+from servicekit.error_codes import code_for_status
 from servicekit.errors import ApiError
 from servicekit.middleware import request_id_for
 from servicekit.web import WebConfig, session_store
@@ -66,7 +70,10 @@ class Console:
                 password_controller(web),
                 dashboard,
                 UserPages,
+                ProfileTypePages,
                 DeadLetterPages,
+                batches,
+                DocumentPages,
                 audit_log,
             ],
         )
@@ -137,6 +144,4 @@ def _error_page(request: Request[Any, Any, Any], exc: Exception) -> Template:
 
 
 def _http_code(exc: HTTPException) -> str:
-    from servicekit.error_codes import code_for_status
-
     return str(code_for_status(exc.status_code))

@@ -6,6 +6,7 @@ import uuid
 from typing import Any, Final
 
 from litestar import Controller, Request, get, post
+from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
 from response_processor.api.context import actor_of, runtime_of
@@ -32,7 +33,7 @@ class DeadLetterPages(Controller):
     async def index(
         self,
         request: Request[Any, Any, Any],
-        include_retried: bool = False,
+        include_retried: FromQuery[bool] = False,
         after_id: BigIntQuery = None,
     ) -> Template:
         """Open dead letters, oldest first (all with ``include_retried``)."""

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 from litestar import Request
 
+from authkit.passwords import MIN_PASSWORD_LENGTH, PasswordProblem
 from servicekit.errors import ApiError, validation_error
 
 T = TypeVar("T")
 
 FORM_ERROR = "_form"
 """The key of an error about the form as a whole."""
+
+PASSWORD_PROBLEMS: Final[dict[str, str]] = {
+    PasswordProblem.TOO_SHORT: f"Use at least {MIN_PASSWORD_LENGTH} characters.",
+    PasswordProblem.TOO_LONG: "That password is too long.",
+    PasswordProblem.SAME_AS_USERNAME: "The password may not be the username.",
+    PasswordProblem.TOO_COMMON: "That password is too common; choose another.",
+}
 
 
 async def form_fields(
@@ -53,7 +61,8 @@ def field_errors(exc: ApiError) -> dict[str, str]:
         if errors:
             return errors
     if isinstance(details, dict) and isinstance(details.get("problems"), list):
-        return {"password": "; ".join(str(problem) for problem in details["problems"])}
+        said = [PASSWORD_PROBLEMS.get(str(code), str(code)) for code in details["problems"]]
+        return {"password": " ".join(said)}
     return {FORM_ERROR: exc.message}
 
 

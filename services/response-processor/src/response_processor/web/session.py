@@ -15,6 +15,7 @@ from typing import Any, Final
 from litestar import Controller, Request, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 from litestar.types import Guard
 
@@ -79,7 +80,10 @@ def session_controller(web: WebConfig) -> type[Controller]:
 
         @get("/login")
         async def login_form(
-            self, request: Request[Any, Any, Any], next: str | None = None, ended: bool = False
+            self,
+            request: Request[Any, Any, Any],
+            next: FromQuery[str | None] = None,
+            ended: FromQuery[bool] = False,
         ) -> Template:
             """The sign-in form."""
             notice = "Your session has ended; please sign in again." if ended else None
@@ -99,7 +103,7 @@ def session_controller(web: WebConfig) -> type[Controller]:
                     "login.html",
                     exc.status_code,
                     next=next_path,
-                    username=fields.get("username", ""),
+                    entered_username=fields.get("username", ""),
                     errors={FORM_ERROR: exc.message},
                 )
             await _start(request, web, tokens)
