@@ -176,7 +176,9 @@ async def _start(request: Request[Any, Any, Any], web: WebConfig, tokens: Tokens
 
 def _safe_next(web: WebConfig, target: object) -> str | None:
     """Only a path of the console itself may be a redirect target (never another site)."""
-    if not isinstance(target, str) or not target.startswith(f"{web.prefix}/"):
+    if not isinstance(target, str):
+        return None
+    if target != web.prefix and not target.startswith(f"{web.prefix}/"):
         return None
     if "//" in target or "\\" in target or any(ord(char) < 32 for char in target):
         return None
