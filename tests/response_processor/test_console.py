@@ -8,7 +8,11 @@ import uuid
 from typing import Any
 
 import asyncpg
+import msgspec
+from litestar.testing import AsyncTestClient
 
+from response_processor.app import create_app
+from response_processor.settings import ProcessorSettings
 from tests.response_processor.conftest import (
     ADMIN_PASSWORD,
     NEW_ADMIN_PASSWORD,
@@ -155,12 +159,8 @@ async def test_an_admin_creates_a_user_with_the_apis_rules_and_audit_row(
 
 
 async def test_a_password_reset_ends_the_users_console_session(
-    client: Client, settings: Any, make_member: Any
+    client: Client, settings: ProcessorSettings, make_member: Any
 ) -> None:
-    from litestar.testing import AsyncTestClient
-
-    from response_processor.app import create_app
-
     member = await make_member(roles=["operator"])
     await console_admin(client, changed_already=True)
     async with AsyncTestClient(create_app(settings)) as other:
@@ -259,3 +259,18 @@ async def test_signing_out_revokes_the_session_like_the_apis_logout(
     row = await db.fetchrow("SELECT action FROM audit_log ORDER BY id DESC LIMIT 1")
     assert row is not None
     assert row["action"] == "logout"
+
+
+async def test_the_admin_address_allow_list_applies_to_the_console(
+    settings: ProcessorSettings, db: asyncpg.Connection[Any]
+) -> None:
+    fenced = msgspec.structs.replace(settings, admin_allowed_networks=["10.20.0.0/16"])
+    async with AsyncTestClient(create_app(fenced)) as client:
+        for path in ("/console/login", "/console/"):
+            response = await client.get(path, follow_redirects=False)
+            assert response.status_code == 403, path
+            assert "address_not_allowed" in response.text
+    refused = await db.fetchval(
+        "SELECT count(*) FROM audit_log WHERE action = 'admin_access_refused'"
+    )
+    assert refused == 2
