@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import uuid
+from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
@@ -108,7 +109,7 @@ def no_serious_violations(page: Page, name: str) -> None:
 
 
 def test_an_admin_creates_a_profile_type_and_a_user_who_must_change_the_password(
-    page: Page, console_url: str, credentials: dict[str, Any]
+    page: Page, console_url: str, credentials: dict[str, Any], tmp_path: Path
 ) -> None:
     admin = credentials["admin"]
     page.goto(f"{console_url}/")
@@ -138,6 +139,19 @@ def test_an_admin_creates_a_profile_type_and_a_user_who_must_change_the_password
     expect(page.get_by_role("status")).to_have_text("User analyst1 created.")
     expect(page.get_by_role("heading", name="User analyst1")).to_be_visible()
     screenshot(page, "user")
+
+    nav(page, "Documents").click()
+    upload = tmp_path / "documents.jsonl"
+    upload.write_text(
+        '{"title": "Browser notes", "body": "uploaded through the console in Chromium"}\n'
+    )
+    page.get_by_label("JSON-lines file").set_input_files(str(upload))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.get_by_text("Loaded: 1 new, 0 replaced.")).to_be_visible()
+    page.get_by_label("Query").fill("chromium")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.get_by_text("1 document(s) match.")).to_be_visible()
+    screenshot(page, "documents-search")
 
     nav(page, "Audit log").click()
     page.get_by_label("Action").select_option("user_created")
