@@ -67,7 +67,7 @@ def create_app(settings: ProcessorSettings) -> Litestar:
 
     _, verifier = token_pair(settings)
     networks = parse_networks(settings.admin_allowed_networks)
-    console = Console.build(settings, load_user, networks)
+    console = Console.build(settings, load_user, verifier, networks)
     api = Router(
         path="/",
         guards=[address_guard(networks)],

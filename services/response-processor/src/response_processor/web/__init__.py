@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from litestar import Litestar, Request, Response, Router
+from litestar import Litestar, Request, Router
 from litestar.exceptions import HTTPException
-from litestar.response import Redirect, Template
+from litestar.response import Template
 from litestar.template.config import TemplateConfig
 
 from authkit.middleware import UserLoader
+from authkit.tokens import AccessTokenVerifier
+from authkit.web import WebSignIn, signed_in_guard
+from response_processor.api.auth import auth_services
 from response_processor.api.guards import Network, address_guard
 from response_processor.runtime import Runtime
 from response_processor.settings import ProcessorSettings
@@ -27,13 +30,7 @@ from response_processor.web.dead_letters import DeadLetterPages
 from response_processor.web.documents import DocumentPages
 from response_processor.web.profile_types import ProfileTypePages
 from response_processor.web.render import render
-from response_processor.web.session import (
-    PasswordChangeDue,
-    SignInRequired,
-    password_controller,
-    session_controller,
-    signed_in_guard,
-)
+from response_processor.web.session import password_controller
 from response_processor.web.users import UserPages
 from servicekit.error_codes import code_for_status
 from servicekit.errors import ApiError
@@ -53,7 +50,11 @@ class Console:
 
     @classmethod
     def build(
-        cls, settings: ProcessorSettings, load_user: UserLoader, networks: list[Network]
+        cls,
+        settings: ProcessorSettings,
+        load_user: UserLoader,
+        verifier: AccessTokenVerifier,
+        networks: list[Network],
     ) -> Console:
         """The pages, behind the admin address allow-list like the API."""
         web = WebConfig(
@@ -63,11 +64,12 @@ class Console:
             template_dirs=[HERE / "templates"],
             template_globals={"site_name": "Airlock console"},
         )
+        sign_in = WebSignIn(web, auth_services, verifier, render)
         signed_in = Router(
             path="/",
             guards=[signed_in_guard(load_user)],
             route_handlers=[
-                password_controller(web),
+                password_controller(sign_in),
                 dashboard,
                 UserPages,
                 ProfileTypePages,
@@ -78,11 +80,10 @@ class Console:
             ],
         )
         pages = web.router(
-            [session_controller(web), signed_in],
+            [sign_in.controller(), signed_in],
             guards=[address_guard(networks)],
             exception_handlers={
-                SignInRequired: _sign_in,
-                PasswordChangeDue: _change_password,
+                **sign_in.exception_handlers(),
                 ApiError: _error_page,
                 HTTPException: _error_page,
             },
@@ -96,17 +97,6 @@ class Console:
     def open(self, app: Litestar, runtime: Runtime) -> None:
         """At start-up: sessions live in the processor's Redis."""
         app.stores.register(self.web.session_store, session_store(runtime.redis), True)
-
-
-def _sign_in(request: Request[Any, Any, Any], exc: SignInRequired) -> Response[Any]:
-    if exc.ended:
-        return Redirect(f"{PREFIX}/login?ended=true", status_code=303)
-    target = request.url.path if request.method == "GET" else f"{PREFIX}/"
-    return Redirect(f"{PREFIX}/login", query_params={"next": target}, status_code=303)
-
-
-def _change_password(request: Request[Any, Any, Any], exc: PasswordChangeDue) -> Response[Any]:
-    return Redirect(f"{PREFIX}/password", status_code=303)
 
 
 _TITLES: Final = {

@@ -21,11 +21,11 @@ from response_processor.domain.profile_types import (
     list_profile_types,
     update_profile_type,
 )
-from response_processor.web.forms import decode_form, field_errors, form_fields
 from response_processor.web.render import render
 from servicekit.errors import ApiError
 from servicekit.fields import TextPath
 from servicekit.web import flash, see_other
+from servicekit.web.forms import decode_form, field_errors, form_fields
 
 LIMIT_FIELDS = ("requests_per_minute", "burst", "max_payload_bytes", "max_pending_requests")
 

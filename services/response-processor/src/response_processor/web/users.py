@@ -13,6 +13,7 @@ from litestar import Controller, Request, get, post
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
+from authkit.web import PASSWORD_PROBLEMS
 from response_processor.api.context import actor_of, runtime_of
 from response_processor.api.guards import MANAGE, READ
 from response_processor.domain.profile_types import list_profile_types
@@ -24,11 +25,11 @@ from response_processor.domain.users import (
     list_users,
     update_user,
 )
-from response_processor.web.forms import decode_form, field_errors, form_fields
 from response_processor.web.render import render
 from servicekit.errors import ApiError
 from servicekit.fields import NO_NUL
 from servicekit.web import flash, see_other
+from servicekit.web.forms import decode_form, field_errors, form_fields
 
 PAGE_SIZE: Final = 50
 ROLES: Final = ("user", "operator", "admin")
@@ -66,7 +67,9 @@ class UserPages(Controller):
                 user = await create_user(conn, data, actor_of(request))
         except ApiError as exc:
             fields.pop("password", None)
-            return await _user_form(request, None, field_errors(exc), fields, exc.status_code)
+            return await _user_form(
+                request, None, field_errors(exc, PASSWORD_PROBLEMS), fields, exc.status_code
+            )
         flash(request, f"User {user.username} created.", "success")
         return see_other(f"{request.app.route_reverse('console-user', user_id=user.id)}")
 
@@ -120,7 +123,9 @@ async def _apply(
             raise
         async with runtime.pool.acquire() as conn:
             current = await get_user(conn, user_id)
-        return await _user_form(request, current, field_errors(exc), {}, exc.status_code)
+        return await _user_form(
+            request, current, field_errors(exc, PASSWORD_PROBLEMS), {}, exc.status_code
+        )
     flash(request, done, "success")
     return see_other(request.app.route_reverse("console-user", user_id=user.id))
 

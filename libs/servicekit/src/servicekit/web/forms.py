@@ -1,27 +1,19 @@
-"""Form posts → the API's own input structs, and their errors → messages beside each field."""
+"""Form posts → a JSON API's own input structs, and its errors → messages beside each field."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request
 
-from authkit.passwords import MIN_PASSWORD_LENGTH, PasswordProblem
 from servicekit.errors import ApiError, validation_error
 
 T = TypeVar("T")
 
 FORM_ERROR = "_form"
 """The key of an error about the form as a whole."""
-
-PASSWORD_PROBLEMS: Final[dict[str, str]] = {
-    PasswordProblem.TOO_SHORT: f"Use at least {MIN_PASSWORD_LENGTH} characters.",
-    PasswordProblem.TOO_LONG: "That password is too long.",
-    PasswordProblem.SAME_AS_USERNAME: "The password may not be the username.",
-    PasswordProblem.TOO_COMMON: "That password is too common; choose another.",
-}
 
 
 async def form_fields(
@@ -49,8 +41,9 @@ def decode_form(fields: Mapping[str, Any], into: type[T]) -> T:
         raise validation_error(exc, source="form") from None
 
 
-def field_errors(exc: ApiError) -> dict[str, str]:
-    """Messages by field name (``_form`` for the rest) from an API error."""
+def field_errors(exc: ApiError, problems: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Messages by field name (``_form`` for the rest) from an API error; a weak password's
+    problem codes (authkit's) are said with ``problems``."""
     details = exc.details
     if isinstance(details, list):
         errors = {
@@ -61,7 +54,7 @@ def field_errors(exc: ApiError) -> dict[str, str]:
         if errors:
             return errors
     if isinstance(details, dict) and isinstance(details.get("problems"), list):
-        said = [PASSWORD_PROBLEMS.get(str(code), str(code)) for code in details["problems"]]
+        said = [(problems or {}).get(str(code), str(code)) for code in details["problems"]]
         return {"password": " ".join(said)}
     return {FORM_ERROR: exc.message}
 
