@@ -8,8 +8,16 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 
-from tests.request_gateway.conftest import PASSWORD, Client, MakeMember
+from tests.request_gateway.conftest import (
+    PASSWORD,
+    Client,
+    MakeMember,
+    Sync,
+    profile_type,
+    user_record,
+)
 
 CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 
@@ -87,3 +95,33 @@ async def test_an_api_key_is_shown_once_works_and_can_be_revoked(
     )
     assert revoked.status_code == 303
     assert (await client.get("/api/v1/me", headers={"X-API-Key": key.group(1)})).status_code == 401
+
+
+async def test_a_user_who_must_change_the_password_sees_only_that_page(
+    client: Client, sync: Sync
+) -> None:
+    record = await user_record("mustchange", must_change_password=True)
+    await sync([profile_type(), record])
+    signed_in = await post_form(
+        client, "/portal/login", {"username": "mustchange", "password": PASSWORD}
+    )
+    assert signed_in.status_code == 303
+    for path in ("/portal/", "/portal/requests", "/portal/api-keys"):
+        response = await client.get(path, follow_redirects=False)
+        assert response.status_code == 303, path
+        assert response.headers["location"] == "/portal/password"
+    page = await client.get("/portal/password")
+    assert "Your password must be changed" in page.text
+
+
+async def test_a_deactivation_synced_from_the_processor_ends_the_portal_session(
+    client: Client, sync: Sync, make_member: MakeMember
+) -> None:
+    member = await make_member()
+    await post_form(client, "/portal/login", {"username": member.username, "password": PASSWORD})
+    assert (await client.get("/portal/")).status_code == 200
+    deactivated = msgspec.structs.replace(member.record, active=False, version=2)
+    await sync([deactivated])
+    ended = await client.get("/portal/", follow_redirects=False)
+    assert ended.status_code == 303
+    assert ended.headers["location"] == "/portal/login?ended=true"
