@@ -222,6 +222,30 @@ def test_the_main_forms_work_with_the_keyboard_alone(
     expect(page.get_by_role("heading", name="Sign in to the operator console")).to_be_visible()
 
 
+def test_an_admin_creates_a_user_with_the_keyboard_alone(
+    page: Page, console_url: str, credentials: dict[str, Any]
+) -> None:
+    admin = credentials["admin"]
+    sign_in(page, console_url, admin["username"], admin["password"])
+    page.goto(f"{console_url}/users/new")
+    focus_on(page, "f-username")
+    page.keyboard.type("keyboarder")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    # Roles: user (ticked), operator, admin; Space ticks the one with the focus.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.value") == "user"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "f-profile_type"
+    focus_on_text(page, "Create user")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text("User keyboarder created.")
+    expect(page.get_by_text("user, operator")).to_be_visible()
+
+
 def test_no_page_has_a_serious_accessibility_violation(
     page: Page, console_url: str, credentials: dict[str, Any]
 ) -> None:
