@@ -95,7 +95,9 @@ def banner(layout: DemoLayout, seeded: Seeded, urls: Urls, session: str, ready_s
  Airlock is running (ready in {ready_s:.0f} s). Ctrl-C stops everything.
 
  gateway API       {urls.gateway}   OpenAPI {urls.gateway}/schema   {urls.gateway}/metrics
+ user portal       {urls.gateway}/portal   (sign in as the user below)
  processor API     {urls.processor}   OpenAPI {urls.processor}/schema   {urls.processor}/metrics
+ operator console  {urls.processor}/console   (sign in as the admin below)
  transfer agent    {urls.agent}/health   {urls.agent}/metrics
  gateway worker    {urls.gateway_worker}/health   {urls.gateway_worker}/metrics
  processor worker  {urls.processor_worker}/health   {urls.processor_worker}/metrics

@@ -70,6 +70,8 @@ __all__ = [
     "ServicesOf",
     "TokensOut",
     "auth_controller",
+    "log_in",
+    "log_out",
     "verify_password_attempt",
 ]
 
@@ -197,7 +199,7 @@ def auth_controller(
             self, request: Request[Any, Any, Any], data: JSONBody[LoginIn]
         ) -> TokensOut:
             """Exchange a username and password for an access token and a refresh token."""
-            return await _log_in(services(request), request, data)
+            return await log_in(services(request), request, data)
 
         @post("/refresh", opt=dict(NO_CREDENTIAL_OPT), status_code=HTTP_200_OK)
         async def refresh(
@@ -209,15 +211,15 @@ def auth_controller(
         @post("/logout", opt=dict(NO_CREDENTIAL_OPT), status_code=HTTP_204_NO_CONTENT)
         async def logout(self, request: Request[Any, Any, Any], data: JSONBody[RefreshIn]) -> None:
             """Revoke the refresh token's family; its access tokens expire on their own."""
-            await _log_out(services(request), request, data)
+            await log_out(services(request), request, data)
 
     return AuthController
 
 
-async def _log_in(
+async def log_in(
     services: AuthServices, request: Request[Any, Any, Any], data: LoginIn
 ) -> TokensOut:
-    """The login route's work: limit, verify, audit, start a session."""
+    """The login route's work: limit, verify, audit, start a session (also for web sign-in)."""
     address = client_address(request)
     account = await verify_password_attempt(services, data.username, data.password, address)
     return await _start_session(services, request, account, address)
@@ -310,10 +312,8 @@ def _refresh_refusal(account: Account | None, rotated: RotatedRefreshToken) -> A
     return None
 
 
-async def _log_out(
-    services: AuthServices, request: Request[Any, Any, Any], data: RefreshIn
-) -> None:
-    """The logout route's work: revoke the token's family and audit it."""
+async def log_out(services: AuthServices, request: Request[Any, Any, Any], data: RefreshIn) -> None:
+    """The logout route's work: revoke the token's family and audit it (also for web sign-out)."""
     async with services.pool.acquire() as conn, conn.transaction():
         user_id = await revoke_refresh_token(conn, data.refresh_token)
         if user_id is not None:

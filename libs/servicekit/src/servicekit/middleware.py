@@ -32,6 +32,8 @@ __all__ = [
     "CLIENT_DISCONNECTED_STATUS",
     "METRICS_EXCLUDE_OPT_KEY",
     "NO_CREDENTIAL_OPT",
+    "PAGE_CONTENT_SECURITY_POLICY",
+    "PAGE_OPT_KEY",
     "PUBLIC_ENDPOINT_OPT",
     "REQUEST_ID_HEADER",
     "SECURITY_HEADERS",
@@ -72,11 +74,21 @@ SECURITY_HEADERS: Final[Mapping[str, str]] = {
 _CONTENT_SECURITY_POLICY: Final = (
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
+PAGE_OPT_KEY: Final = "web_page"
+"""``opt`` key of the routes of `servicekit.web`: their answers get the page policy below."""
+PAGE_CONTENT_SECURITY_POLICY: Final = (
+    # Our own pages: scripts, styles and images from the application itself only, never
+    # inline (no 'unsafe-inline'), forms posted back to it, never framed.
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 _SECURITY_HEADERS_RAW: Final = tuple(
     (name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()
 )
 _REQUEST_ID_KEY: Final = REQUEST_ID_HEADER.lower().encode()
+_API_POLICY_RAW: Final = _CONTENT_SECURITY_POLICY.encode()
+_PAGE_POLICY_RAW: Final = PAGE_CONTENT_SECURITY_POLICY.encode()
 
 # An incoming id is kept only if it is short and made of harmless characters: it is echoed
 # in a header and written to every log line of the request.
@@ -191,9 +203,18 @@ class ResponseFinisher:
         raw.append((_REQUEST_ID_KEY, request_id.encode("latin-1")))
         raw.extend(header for header in _SECURITY_HEADERS_RAW if header[0] not in present)
         if b"content-security-policy" not in present:
-            raw.append((b"content-security-policy", _CONTENT_SECURITY_POLICY.encode()))
+            raw.append((b"content-security-policy", _content_security_policy(scope)))
         message["headers"] = raw
         _log_access(scope, message["status"], request_id)
+
+
+def _content_security_policy(scope: HTTPScope) -> bytes:
+    """The page policy for `servicekit.web` routes, the API's for every other answer that
+    brings no policy of its own (the API docs page brings its own)."""
+    route_handler = scope.get("route_handler")
+    if route_handler is not None and route_handler.opt.get(PAGE_OPT_KEY):
+        return _PAGE_POLICY_RAW
+    return _API_POLICY_RAW
 
 
 def _log_access(scope: HTTPScope, status: int, request_id: str) -> None:

@@ -24,6 +24,7 @@ from request_gateway.credentials import Credentials
 from request_gateway.health import health_checks
 from request_gateway.runtime import open_runtime
 from request_gateway.settings import GatewaySettings, load
+from request_gateway.web import Portal
 from servicekit.metrics import mark_worker_dead
 from servicekit.openapi import BEARER_JWT, api_key_header
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
@@ -48,6 +49,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             app.state.runtime = runtime
             app.state.changes = changes  # closed first on shutdown: open waits end
             app.state.credentials = Credentials(runtime.pool, runtime.identity)
+            portal.open(app, runtime)
             try:
                 yield
             finally:
@@ -67,8 +69,11 @@ def create_app(settings: GatewaySettings) -> Litestar:
         load_user=load_user,
         credential_schemes=[CredentialScheme("api_key", API_KEY_HEADER, from_api_key)],
     )
+    portal = Portal.build(settings, load_user, auth.verifier)
     app = Litestar(
+        template_config=portal.template_config(),
         route_handlers=[
+            *portal.routers,
             AuthController,
             me,
             ApiKeysController,

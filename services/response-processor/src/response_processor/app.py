@@ -27,6 +27,7 @@ from response_processor.api.users import UsersController
 from response_processor.health import health_checks
 from response_processor.runtime import Runtime, open_runtime
 from response_processor.settings import ProcessorSettings
+from response_processor.web import Console
 from servicekit.openapi import BEARER_JWT
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
 
@@ -44,6 +45,7 @@ def create_app(settings: ProcessorSettings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
+            console.open(app, runtime)
             app.state.auth_services = AuthServices(
                 runtime.pool, runtime.issuer, runtime.login_limiter, AppUserAccounts()
             )
@@ -65,9 +67,11 @@ def create_app(settings: ProcessorSettings) -> Litestar:
         )
 
     _, verifier = token_pair(settings)
+    networks = parse_networks(settings.admin_allowed_networks)
+    console = Console.build(settings, load_user, verifier, networks)
     api = Router(
         path="/",
-        guards=[address_guard(parse_networks(settings.admin_allowed_networks))],
+        guards=[address_guard(networks)],
         route_handlers=[
             auth_controller(auth_services),
             PasswordController,
@@ -82,7 +86,8 @@ def create_app(settings: ProcessorSettings) -> Litestar:
         ],
     )
     app = Litestar(
-        route_handlers=[api],
+        route_handlers=[api, *console.routers],
+        template_config=console.template_config(),
         plugins=[
             ServiceKitPlugin(
                 ServiceKitConfig(

@@ -23,7 +23,7 @@ from servicekit.connection import client_address
 _ACCOUNTS = AppUserAccounts()
 
 
-def _auth_services(connection: ASGIConnection[Any, Any, Any, Any]) -> AuthServices:
+def auth_services(connection: ASGIConnection[Any, Any, Any, Any]) -> AuthServices:
     runtime = runtime_of(connection)
     return AuthServices(
         pool=runtime.pool,
@@ -34,7 +34,7 @@ def _auth_services(connection: ASGIConnection[Any, Any, Any, Any]) -> AuthServic
     )
 
 
-AuthController = auth_controller(_auth_services)
+AuthController = auth_controller(auth_services)
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -61,8 +61,13 @@ class MeOut(msgspec.Struct, frozen=True):
 @get("/api/v1/me", tags=["auth"])
 async def me(request: Request[Any, Any, Any]) -> MeOut:
     """Who am I, and what may I do."""
-    runtime = runtime_of(request)
-    user = await gateway_user(request)
+    return await read_me(request)
+
+
+async def read_me(connection: ASGIConnection[Any, Any, Any, Any]) -> MeOut:
+    """The signed-in user, their limits and pending requests (the API's and the portal's)."""
+    runtime = runtime_of(connection)
+    user = await gateway_user(connection)
     profile = await runtime.identity.profile(user.profile_type)
     async with runtime.pool.acquire() as conn:
         pending = await conn.fetchval("SELECT pending FROM user_quota WHERE user_id = $1", user.id)
@@ -91,24 +96,7 @@ class ApiKeysController(Controller):
         self, request: Request[Any, Any, Any], data: JSONBody[ApiKeyIn]
     ) -> CreatedApiKey:
         """Make a key; `key` in the answer is the only time it is shown."""
-        runtime = runtime_of(request)
-        user = await gateway_user(request)
-        async with runtime.pool.acquire() as conn:
-            created = await api_keys.create(
-                conn,
-                user.id,
-                data,
-                max_days=runtime.settings.api_key_days,
-                max_keys=runtime.settings.max_api_keys,
-            )
-            await audit.record(
-                conn,
-                audit.Actor(user.id, user.username, client_address(request)),
-                Action.API_KEY_CREATED,
-                target=str(created.api_key.id),
-                details={"prefix": created.api_key.prefix, "name": data.name},
-            )
-        return created
+        return await create_api_key(request, data)
 
     @get("/")
     async def list_keys(self, request: Request[Any, Any, Any]) -> list[ApiKeyOut]:
@@ -122,14 +110,45 @@ class ApiKeysController(Controller):
         self, request: Request[Any, Any, Any], key_id: FromPath[uuid.UUID]
     ) -> ApiKeyOut:
         """Revoke a key at once (every server process forgets it)."""
-        user = await gateway_user(request)
-        async with runtime_of(request).pool.acquire() as conn:
-            revoked = await api_keys.revoke(conn, user.id, key_id)
-            await audit.record(
-                conn,
-                audit.Actor(user.id, user.username, client_address(request)),
-                Action.API_KEY_REVOKED,
-                target=str(key_id),
-                details={"prefix": revoked.prefix},
-            )
-        return revoked
+        return await revoke_api_key(request, key_id)
+
+
+async def create_api_key(
+    connection: ASGIConnection[Any, Any, Any, Any], data: ApiKeyIn
+) -> CreatedApiKey:
+    """Make a key for the signed-in user, audited (the API's and the portal's)."""
+    runtime = runtime_of(connection)
+    user = await gateway_user(connection)
+    async with runtime.pool.acquire() as conn:
+        created = await api_keys.create(
+            conn,
+            user.id,
+            data,
+            max_days=runtime.settings.api_key_days,
+            max_keys=runtime.settings.max_api_keys,
+        )
+        await audit.record(
+            conn,
+            audit.Actor(user.id, user.username, client_address(connection)),
+            Action.API_KEY_CREATED,
+            target=str(created.api_key.id),
+            details={"prefix": created.api_key.prefix, "name": data.name},
+        )
+    return created
+
+
+async def revoke_api_key(
+    connection: ASGIConnection[Any, Any, Any, Any], key_id: uuid.UUID
+) -> ApiKeyOut:
+    """Revoke one of the signed-in user's keys, audited (the API's and the portal's)."""
+    user = await gateway_user(connection)
+    async with runtime_of(connection).pool.acquire() as conn:
+        revoked = await api_keys.revoke(conn, user.id, key_id)
+        await audit.record(
+            conn,
+            audit.Actor(user.id, user.username, client_address(connection)),
+            Action.API_KEY_REVOKED,
+            target=str(key_id),
+            details={"prefix": revoked.prefix},
+        )
+    return revoked

@@ -73,41 +73,7 @@ class RequestsController(Controller):
     ) -> Response[RequestOut]:
         """Queue a request for the processor (202); a repeated `Idempotency-Key` returns the
         request it made (200, `Idempotent-Replayed: true`) and never makes a second one."""
-        runtime = runtime_of(request)
-        user = await gateway_user(request)
-        profile = await runtime.identity.profile(user.profile_type)
-        profile = _profile_or_refuse(profile)
-        payload_json = _checked(data, profile)
-        if idempotency_key is not None:
-            # A replay answers what the first submit made, even once the burst is spent,
-            # and spends nothing: it creates no work. Without a key, one round trip stays.
-            async with runtime.pool.acquire() as conn:
-                earlier = await requests.find_replay(
-                    conn,
-                    user_id=user.id,
-                    request_type=data.type,
-                    payload_json=payload_json,
-                    idempotency_key=idempotency_key,
-                )
-            if earlier is not None:
-                return _replayed(earlier, {})
-        decision = await _rate_limit(request, user.id, profile)
-        async with runtime.pool.acquire() as conn:
-            submitted = await requests.submit(
-                conn,
-                user_id=user.id,
-                request_type=data.type,
-                payload_json=payload_json,
-                trace_id=request_id_for(request.scope),
-                idempotency_key=idempotency_key,
-                max_pending=profile.max_pending_requests,
-            )
-        headers = decision.headers()
-        if submitted.created:
-            headers["Location"] = location(submitted.request.id)
-            return Response(submitted.request, status_code=HTTP_202_ACCEPTED, headers=headers)
-        # A concurrent submit with the same key committed between the look-up and this one.
-        return _replayed(submitted, headers)
+        return await submit_request(request, data, idempotency_key)
 
     @get("/{request_id:uuid}")
     async def read(
@@ -168,6 +134,48 @@ class RequestsController(Controller):
 def location(request_id: uuid.UUID) -> str:
     """Where a request can be read (and waited for)."""
     return f"{RequestsController.path}/{request_id}"
+
+
+async def submit_request(
+    request: Request[Any, Any, Any], data: RequestIn, idempotency_key: str | None
+) -> Response[RequestOut]:
+    """The submit's rules: profile, type, size, idempotency, rate, pending (the API's and
+    the portal's)."""
+    runtime = runtime_of(request)
+    user = await gateway_user(request)
+    profile = await runtime.identity.profile(user.profile_type)
+    profile = _profile_or_refuse(profile)
+    payload_json = _checked(data, profile)
+    if idempotency_key is not None:
+        # A replay answers what the first submit made, even once the burst is spent,
+        # and spends nothing: it creates no work. Without a key, one round trip stays.
+        async with runtime.pool.acquire() as conn:
+            earlier = await requests.find_replay(
+                conn,
+                user_id=user.id,
+                request_type=data.type,
+                payload_json=payload_json,
+                idempotency_key=idempotency_key,
+            )
+        if earlier is not None:
+            return _replayed(earlier, {})
+    decision = await _rate_limit(request, user.id, profile)
+    async with runtime.pool.acquire() as conn:
+        submitted = await requests.submit(
+            conn,
+            user_id=user.id,
+            request_type=data.type,
+            payload_json=payload_json,
+            trace_id=request_id_for(request.scope),
+            idempotency_key=idempotency_key,
+            max_pending=profile.max_pending_requests,
+        )
+    headers = decision.headers()
+    if submitted.created:
+        headers["Location"] = location(submitted.request.id)
+        return Response(submitted.request, status_code=HTTP_202_ACCEPTED, headers=headers)
+    # A concurrent submit with the same key committed between the look-up and this one.
+    return _replayed(submitted, headers)
 
 
 def _replayed(submitted: requests.Submitted, headers: dict[str, str]) -> Response[RequestOut]:

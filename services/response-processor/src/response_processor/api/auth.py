@@ -41,16 +41,24 @@ class PasswordController(Controller):
         self, request: Request[Any, Any, Any], data: JSONBody[PasswordIn]
     ) -> None:
         """Change one's own password; every session ends, log in again with the new one."""
-        runtime = runtime_of(request)
-        user = current_user(request)
-        async with runtime.pool.acquire() as conn:
-            username = (await get_user(conn, user.id)).username
-        # A login attempt like any other: limited and audited, so it cannot be used to guess.
-        await verify_password_attempt(
-            auth_services(request), username, data.current_password, client_address(request)
-        )
-        async with runtime.pool.acquire() as conn:
-            await set_password(conn, user.id, data.new_password)
+        await change_own_password(request, data.current_password, data.new_password)
+
+
+async def change_own_password(
+    connection: ASGIConnection[Any, Any, Any, Any], current_password: str, new_password: str
+) -> UserOut:
+    """The signed-in user's password change (the API's and the console's): the current
+    password is checked as a login attempt (limited, audited), then every session ends."""
+    runtime = runtime_of(connection)
+    user = current_user(connection)
+    async with runtime.pool.acquire() as conn:
+        username = (await get_user(conn, user.id)).username
+    # A login attempt like any other: limited and audited, so it cannot be used to guess.
+    await verify_password_attempt(
+        auth_services(connection), username, current_password, client_address(connection)
+    )
+    async with runtime.pool.acquire() as conn:
+        return await set_password(conn, user.id, new_password)
 
 
 @get("/api/v1/me", tags=["auth"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -14,6 +15,7 @@ from response_processor.api.context import actor_of, runtime_of
 from response_processor.api.guards import MANAGE, READ
 from response_processor.domain import audit
 from response_processor.domain.documents import (
+    DocumentIn,
     DocumentSummary,
     LoadResult,
     delete_document,
@@ -22,6 +24,7 @@ from response_processor.domain.documents import (
     parse_documents,
 )
 from response_processor.errors import ProcessorErrorCode, not_found
+from response_processor.runtime import Runtime
 from servicekit.errors import ApiError, validation_error
 
 JSON_LINES_TYPES: Final = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
@@ -43,21 +46,7 @@ class DocumentsController(Controller):
             raise validation_error(exc) from None
         except msgspec.DecodeError as exc:
             raise ApiError(400, "bad_request", f"the body is not valid JSON: {exc}") from None
-        runtime = runtime_of(request)
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            try:
-                result = await load_documents(conn, documents)
-            except ValueError as exc:
-                raise ApiError(
-                    400, str(ProcessorErrorCode.DUPLICATE_DOCUMENT_ID), str(exc)
-                ) from None
-            await audit.record(
-                conn,
-                actor_of(request),
-                audit.Action.DOCUMENTS_LOADED,
-                details={"inserted": result.inserted, "updated": result.updated},
-            )
-        return result
+        return await load_and_audit(runtime_of(request), documents, actor_of(request))
 
     @get("/", guards=[READ])
     async def list(
@@ -84,3 +73,21 @@ class DocumentsController(Controller):
                 audit.Action.DOCUMENTS_DELETED,
                 target=f"document:{document_id}",
             )
+
+
+async def load_and_audit(
+    runtime: Runtime, documents: Sequence[DocumentIn], actor: audit.Actor
+) -> LoadResult:
+    """Load documents and audit the load in one transaction (the API's and the console's)."""
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        try:
+            result = await load_documents(conn, documents)
+        except ValueError as exc:
+            raise ApiError(400, str(ProcessorErrorCode.DUPLICATE_DOCUMENT_ID), str(exc)) from None
+        await audit.record(
+            conn,
+            actor,
+            audit.Action.DOCUMENTS_LOADED,
+            details={"inserted": result.inserted, "updated": result.updated},
+        )
+    return result

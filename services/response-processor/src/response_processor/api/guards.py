@@ -17,10 +17,13 @@ from response_processor.errors import ProcessorErrorCode
 from servicekit.connection import client_address
 from servicekit.errors import ApiError
 
-MANAGE: Final = requires_roles("admin")
+MANAGE_ROLES: Final = ("admin",)
+READ_ROLES: Final = ("operator", "admin")
+
+MANAGE: Final = requires_roles(*MANAGE_ROLES)
 """Changes: admins only."""
 
-READ: Final = requires_roles("operator", "admin")
+READ: Final = requires_roles(*READ_ROLES)
 """Reading, and retrying dead letters: operators and admins."""
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -33,7 +33,9 @@ LIST_SQL: Final = """
     SELECT id, at, actor_id, actor, action, target, outcome, client_address, details
     FROM audit_log
     WHERE ($1::text IS NULL OR action = $1) AND ($2::bigint IS NULL OR id < $2)
-    ORDER BY id DESC LIMIT $3
+      AND ($3::text IS NULL OR actor = $3 OR target = 'user:' || $3)
+      AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::timestamptz IS NULL OR at < $5)
+    ORDER BY id DESC LIMIT $6
 """
 
 
@@ -79,11 +81,19 @@ AuditCursor = tuple[BigInt]
 
 
 async def list_entries(
-    conn: Connection, *, action: str | None, cursor: str | None, limit: int
+    conn: Connection,
+    *,
+    action: str | None,
+    cursor: str | None,
+    limit: int,
+    username: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> AuditPage:
-    """Entries newest first, optionally of one action."""
+    """Entries newest first, optionally of one action, done by or to one user (``username``),
+    and in ``[since, until)``."""
     (before_id,) = paging.decode_cursor(cursor, AuditCursor) if cursor else (None,)
-    rows = await conn.fetch(LIST_SQL, action, before_id, limit + 1)
+    rows = await conn.fetch(LIST_SQL, action, before_id, username, since, until, limit + 1)
     return paging.page_of(rows, limit, _entry, lambda entry: (entry.id,))
 
 

@@ -122,22 +122,34 @@ async def list_requests(
     return paging.page_of(rows, limit, _request, lambda item: (item.received_at, item.id))
 
 
+DEAD_LETTER_COLUMNS: Final = """d.id, d.request AS request_id, r.type, d.error_code,
+    d.error_message, d.attempts, d.created_at, d.retried_at"""
+
+
 async def list_dead_letters(
     conn: Connection, *, open_only: bool, cursor: str | None, limit: int
 ) -> DeadLetterPage:
     """Dead letters, oldest first (open ones only by default)."""
     (after_id,) = paging.decode_cursor(cursor, DeadLetterCursor) if cursor else (None,)
     rows = await conn.fetch(
-        """SELECT d.id, d.request AS request_id, r.type, d.error_code, d.error_message,
-                  d.attempts, d.created_at, d.retried_at
-           FROM dead_letter d JOIN request r ON r.id = d.request
+        f"""SELECT {DEAD_LETTER_COLUMNS} FROM dead_letter d JOIN request r ON r.id = d.request
            WHERE (NOT $1 OR d.retried_at IS NULL) AND ($2::bigint IS NULL OR d.id > $2)
-           ORDER BY d.id LIMIT $3""",
+           ORDER BY d.id LIMIT $3""",  # noqa: S608 - a constant column list
         open_only,
         after_id,
         limit + 1,
     )
     return paging.page_of(rows, limit, _dead_letter, lambda item: (item.id,))
+
+
+async def get_dead_letter(conn: Connection, dead_letter_id: int) -> DeadLetterOut | None:
+    """One dead letter, retried or not; None when there is no such id."""
+    row = await conn.fetchrow(
+        f"""SELECT {DEAD_LETTER_COLUMNS} FROM dead_letter d JOIN request r ON r.id = d.request
+            WHERE d.id = $1""",  # noqa: S608 - a constant column list
+        dead_letter_id,
+    )
+    return None if row is None else _dead_letter(row)
 
 
 def _dead_letter(row: Any) -> DeadLetterOut:
@@ -150,6 +162,12 @@ def _dead_letter(row: Any) -> DeadLetterOut:
         created_at=row["created_at"],
         retried_at=row["retried_at"],
     )
+
+
+async def count_open_dead_letters(conn: Connection) -> int:
+    """Dead letters nobody has retried yet."""
+    count: int = await conn.fetchval("SELECT count(*) FROM dead_letter WHERE retried_at IS NULL")
+    return count
 
 
 async def reopen_dead_letter(

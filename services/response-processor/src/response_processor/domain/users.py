@@ -77,14 +77,20 @@ UserCursor = tuple[Text]
 """A listing's position: the last username seen (usernames are unique)."""
 
 
-async def list_users(conn: Connection, *, cursor: str | None, limit: int) -> UserPage:
-    """Users by username, a page at a time."""
+async def list_users(
+    conn: Connection, *, cursor: str | None, limit: int, name_contains: str | None = None
+) -> UserPage:
+    """Users by username, a page at a time (only names containing ``name_contains``, in any
+    case, when given)."""
     (after,) = paging.decode_cursor(cursor, UserCursor) if cursor else (None,)
     rows = await conn.fetch(
-        f"""SELECT {COLUMNS} FROM app_user WHERE $1::text IS NULL OR username > $1
+        f"""SELECT {COLUMNS} FROM app_user
+            WHERE ($1::text IS NULL OR username > $1)
+              AND ($3::text IS NULL OR strpos(lower(username), lower($3)) > 0)
             ORDER BY username LIMIT $2""",  # noqa: S608
         after,
         limit + 1,
+        name_contains,
     )
     return paging.page_of(rows, limit, lambda row: UserOut(**dict(row)), lambda u: (u.username,))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Final
 
 import structlog
@@ -55,11 +56,27 @@ async def reconcile(pool: Pool, arq: ArqRedis) -> int:
     return queued
 
 
-async def refresh_gauges(pool: Pool, arq: ArqRedis) -> None:
-    """Unfinished count, oldest unfinished age and queue depth, for the metrics."""
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Requests received and not yet answered, as the metrics and the console show them."""
+
+    unfinished: int
+    oldest_unfinished_s: float
+    queue_depth: int
+
+
+async def read_backlog(pool: Pool, arq: ArqRedis) -> Backlog:
+    """The backlog now: unfinished requests, the oldest one's age, jobs waiting in the queue."""
     async with pool.acquire() as conn:
         row = await conn.fetchrow(STATS_SQL)
     assert row is not None
-    metrics.UNFINISHED.set(row["unfinished"])
-    metrics.OLDEST_UNFINISHED.set(float(row["oldest_s"]))
-    metrics.QUEUE_DEPTH.set(await arq.zcard(arq.default_queue_name))
+    queue_depth = await arq.zcard(arq.default_queue_name)
+    return Backlog(row["unfinished"], float(row["oldest_s"]), queue_depth)
+
+
+async def refresh_gauges(pool: Pool, arq: ArqRedis) -> None:
+    """Unfinished count, oldest unfinished age and queue depth, for the metrics."""
+    backlog = await read_backlog(pool, arq)
+    metrics.UNFINISHED.set(backlog.unfinished)
+    metrics.OLDEST_UNFINISHED.set(backlog.oldest_unfinished_s)
+    metrics.QUEUE_DEPTH.set(backlog.queue_depth)

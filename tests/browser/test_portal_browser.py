@@ -1,0 +1,97 @@
+"""The user portal clicked through in Chromium against the demo stack: the demo user signs
+in, submits `echo` and `documents.search`, and watches each complete without reloading
+(the page follows it by itself); API keys; keyboard-only submit; no serious accessibility
+violation."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import screenshot
+from tests.browser.test_console_browser import focus_on, no_serious_violations
+from tests.demo.launcher import Launch
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def portal_url(demo: Launch) -> str:
+    return f"{demo.gateway_origin}/portal"
+
+
+def sign_in(page: Page, portal_url: str, credentials: dict[str, Any]) -> None:
+    user = credentials["user"]
+    page.goto(f"{portal_url}/login")
+    page.get_by_label("Username").fill(user["username"])
+    page.get_by_label("Password").fill(user["password"])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name=f"Welcome, {user['username']}")).to_be_visible()
+
+
+def test_the_user_submits_and_watches_requests_complete(
+    page: Page, portal_url: str, credentials: dict[str, Any]
+) -> None:
+    sign_in(page, portal_url, credentials)
+    screenshot(page, "portal-home")
+    for request_type, payload, answer in (
+        ("echo", '{"hello": "from the browser"}', '"hello": "from the browser"'),
+        ("documents.search", '{"query": "signature"}', '"total"'),
+    ):
+        page.get_by_role("link", name="Requests", exact=True).click()
+        page.get_by_label("Type").select_option(request_type)
+        page.get_by_label("Payload (JSON)").fill(payload)
+        page.get_by_role("button", name="Submit").click()
+        expect(page.get_by_role("status")).to_have_text("Request submitted.")
+        # Nobody reloads: the page follows the request until its answer is in.
+        expect(page.locator("#request-status")).to_have_text("completed", timeout=60_000)
+        expect(page.locator("#request-response")).to_contain_text(answer)
+        screenshot(page, f"portal-{request_type}")
+    page.get_by_role("link", name="Requests", exact=True).click()
+    page.get_by_label("Payload (JSON)").fill("{not json")
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_text(re.compile("^Not valid JSON"))).to_be_visible()
+    screenshot(page, "portal-requests")
+
+
+def test_the_user_makes_and_revokes_an_api_key(
+    page: Page, portal_url: str, credentials: dict[str, Any]
+) -> None:
+    sign_in(page, portal_url, credentials)
+    page.get_by_role("link", name="API keys", exact=True).click()
+    page.get_by_label("Name").fill("browser key")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator("#new-key")).to_have_text(re.compile("^ak_"))
+    screenshot(page, "portal-api-keys")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Revoke browser key").first.click()
+    expect(page.get_by_role("status")).to_contain_text("revoked")
+
+
+def test_the_portal_works_by_keyboard_and_has_no_serious_violations(
+    page: Page, portal_url: str, credentials: dict[str, Any]
+) -> None:
+    user = credentials["user"]
+    page.goto(f"{portal_url}/login")
+    no_serious_violations(page, "portal login")
+    focus_on(page, "f-username")
+    page.keyboard.type(user["username"])
+    page.keyboard.press("Tab")
+    page.keyboard.type(user["password"])
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name=f"Welcome, {user['username']}")).to_be_visible()
+    no_serious_violations(page, "portal home")
+    page.goto(f"{portal_url}/requests")
+    no_serious_violations(page, "portal requests")
+    focus_on(page, "r-payload")
+    page.keyboard.press("Control+A")
+    page.keyboard.type('{"hello": "keyboard"}')
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text("Request submitted.")
+    no_serious_violations(page, "portal request")
+    page.goto(f"{portal_url}/api-keys")
+    no_serious_violations(page, "portal api keys")
