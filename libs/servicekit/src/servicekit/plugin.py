@@ -5,10 +5,12 @@
         plugins=[ServiceKitPlugin(ServiceKitConfig(service="request-gateway", ...))],
     )
 
-It registers the error handlers, ``/health``, ``/health/live`` and ``/metrics``, the request
-id middleware, the access log, Prometheus request metrics (labelled by route template and
-status; operational endpoints excluded), security headers, CORS for the configured origins
-only, and the request body limit. It also switches Litestar's own logging configuration off:
+It registers the error handlers, ``/health``, ``/health/live`` and ``/metrics`` (with
+``operations=False`` only ``/health/live``: a public API serves the others on its operations
+port, `servicekit.server.operational_app`), the request id middleware, the access log,
+Prometheus request metrics (labelled by route template and status; operational endpoints
+excluded), security headers, CORS for the configured origins only, and the request body
+limit. It also switches Litestar's own logging configuration off:
 `servicekit.logs.configure_logging` owns logging, and Litestar's would replace its handlers.
 """
 
@@ -22,6 +24,7 @@ from litestar import Litestar, Request, Response
 from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
 from litestar.enums import ScopeType
+from litestar.handlers import HTTPRouteHandler
 from litestar.plugins import InitPluginProtocol
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.routes import HTTPRoute
@@ -35,6 +38,7 @@ from servicekit.health import (
     HealthCheck,
     HealthChecksProvider,
     health_handlers,
+    live_handler,
 )
 from servicekit.http_metrics import RequestMetricsMiddleware
 from servicekit.metrics import metrics_handler
@@ -92,6 +96,9 @@ class ServiceKitConfig:
     """Larger request bodies are refused with 413 ``payload_too_large``."""
     body_timeout_s: float | None = DEFAULT_BODY_TIMEOUT_S
     """A body not complete this long after the request started gets 408 ``request_timeout``."""
+    operations: bool = True
+    """Serve ``/health`` and ``/metrics`` here too. False on a public API: it keeps only
+    ``/health/live``, and the operations port (`servicekit.server`) serves the others."""
     metrics_prefix: str = "http"
     """Request metrics are ``{prefix}_requests_total``, ``{prefix}_request_duration_seconds``."""
 
@@ -107,16 +114,7 @@ class ServiceKitPlugin(InitPluginProtocol):
         config = self.config
         # The service's own handlers win over ours for the same exception type.
         app_config.exception_handlers = {**exception_handlers(), **app_config.exception_handlers}
-        app_config.route_handlers.extend(
-            [
-                *health_handlers(
-                    config.health_checks,
-                    budget_s=config.health_budget_s,
-                    max_age_s=config.health_max_age_s,
-                ),
-                metrics_handler(),
-            ]
-        )
+        app_config.route_handlers.extend(self._operational_handlers())
         # Outermost, so that authentication and every other middleware log with the request id.
         app_config.middleware.insert(0, RequestContextMiddleware())
         app_config.middleware.insert(1, self._prometheus_config().middleware)
@@ -137,6 +135,19 @@ class ServiceKitPlugin(InitPluginProtocol):
         if config.cors_origins:
             app_config.cors_config = self._cors_config()
         return app_config
+
+    def _operational_handlers(self) -> list[HTTPRouteHandler]:
+        config = self.config
+        if not config.operations:
+            return [live_handler()]
+        return [
+            *health_handlers(
+                config.health_checks,
+                budget_s=config.health_budget_s,
+                max_age_s=config.health_max_age_s,
+            ),
+            metrics_handler(),
+        ]
 
     def _align_litestar_body_limit(self, app: Litestar) -> None:
         app.request_max_body_size = self.config.max_body_bytes
