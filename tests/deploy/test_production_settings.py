@@ -147,3 +147,12 @@ def test_production_warns_of_remote_servers_reached_without_tls(
     assert all('"level":"warning"' in line for line in warnings)
     assert STRONG not in plain.stdout + plain.stderr
     assert "insecure_transport" not in verified.stdout + verified.stderr
+
+
+@pytest.mark.parametrize(("cls", "prefix"), SERVICES)
+def test_bad_exposure_settings_are_refused_at_load(cls: ServiceSettings, prefix: str) -> None:
+    with pytest.raises(SettingsError, match=f"{prefix}TRUSTED_PROXIES: not an IP address"):
+        load_settings(cls, prefix=prefix, environ={f"{prefix}TRUSTED_PROXIES": "proxy.local"})
+    same_port = {f"{prefix}PORT": "9000", f"{prefix}OPS_PORT": "9000"}
+    with pytest.raises(SettingsError, match=f"{prefix}OPS_PORT: must differ from {prefix}PORT"):
+        load_settings(cls, prefix=prefix, environ=same_port)

@@ -82,6 +82,8 @@ class ProcessorSettings(LinkEndpointSettings, frozen=True, kw_only=True):
             parse_proxies(self.trusted_proxies)
         except ValueError as exc:
             raise ValueError(f"{PREFIX}TRUSTED_PROXIES: {exc}") from None
+        if self.ops_port == self.port and (self.ops_host or self.host) == self.host:
+            raise ValueError(f"{PREFIX}OPS_PORT: must differ from {PREFIX}PORT")
 
     @property
     def json_logs(self) -> bool:
