@@ -77,6 +77,7 @@ class RunningServer:
 
     base_url: str
     pid: int  # the leader of its own process group (its workers are in it)
+    ops_url: str | None = None  # an Airlock API's operations port: /health, /metrics
 
 
 @contextmanager

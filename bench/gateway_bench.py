@@ -153,6 +153,8 @@ class Bench:
         meter: CpuMeter,
     ) -> None:
         self.ceiling, self.gateway = ceiling, gateway
+        assert gateway.ops_url is not None  # serve_gateway gives it
+        self.ops_url = gateway.ops_url
         self.ceiling_database, self.gateway_database = databases
         self.tokens = tokens
         self.meter = meter
@@ -166,10 +168,10 @@ class Bench:
         if warmup_s > 0:
             run_wrk(url, duration_s=warmup_s, **load)
         gateway = url.startswith(self.gateway.base_url)
-        before = read_counters(self.gateway.base_url) if gateway else {}
+        before = read_counters(self.ops_url) if gateway else {}
         with self.meter.measure() as cpu:
             result = run_wrk(url, duration_s=seconds, **load)
-        moved = _moved(before, read_counters(self.gateway.base_url)) if gateway else {}
+        moved = _moved(before, read_counters(self.ops_url)) if gateway else {}
         self.runs.setdefault(name, []).append(ScenarioRun(result, cpu.seconds, round_number, moved))
         print(f"  {name} (round {round_number}): {_summary(result)}", flush=True)
 
@@ -201,7 +203,7 @@ class Bench:
             "ceiling_read": ceiling_reads,
             "status_read": gateway_reads,
             "ceiling_index": lambda: (f"{ceiling}/", {}),
-            "health": lambda: (f"{gateway}/health", {}),
+            "health": lambda: (f"{self.ops_url}/health", {}),
         }
 
     def profile_variants(self) -> None:

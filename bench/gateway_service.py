@@ -16,6 +16,7 @@ that came the way real ones come, logged in through its API.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 import uuid
@@ -75,13 +76,17 @@ def gateway_environment(database: str, redis_url: str, data_dir: Path, port: int
 def serve_gateway(
     database: str, redis_url: str, *, data_dir: Path, log_path: Path
 ) -> Iterator[RunningServer]:
-    """`request-gateway serve` until the block ends; yields once `/health` answers."""
-    port = free_port()
-    env = gateway_environment(database, redis_url, data_dir, port)
+    """`request-gateway serve` until the block ends; yields once `/health/live` answers
+    (`/health` and `/metrics` are on its operations port, `ops_url`)."""
+    port, ops_port = free_port(), free_port()
+    env = {
+        **gateway_environment(database, redis_url, data_dir, port),
+        "GATEWAY_OPS_PORT": str(ops_port),
+    }
     with serve_command(
-        [str(GATEWAY), "serve"], port=port, env=env, log_path=log_path, ready_path="/health"
+        [str(GATEWAY), "serve"], port=port, env=env, log_path=log_path, ready_path="/health/live"
     ) as server:
-        yield server
+        yield dataclasses.replace(server, ops_url=f"http://127.0.0.1:{ops_port}")
 
 
 async def prepare_database(server_url: str) -> str:
@@ -184,9 +189,10 @@ def log_events(log_path: Path) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
-def read_counters(base_url: str) -> dict[str, float]:
-    """COUNTERS from the gateway's `/metrics` (summed over its workers), by labels."""
-    text = httpx.get(f"{base_url}/metrics", timeout=LOGIN_TIMEOUT_S).raise_for_status().text
+def read_counters(ops_url: str) -> dict[str, float]:
+    """COUNTERS from the gateway's `/metrics` (its operations port, summed over its workers),
+    by labels."""
+    text = httpx.get(f"{ops_url}/metrics", timeout=LOGIN_TIMEOUT_S).raise_for_status().text
     counters: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         if family.name not in COUNTERS:

@@ -32,7 +32,8 @@ if ! command -v promtool >/dev/null 2>&1; then
 fi
 
 step "promtool check config"
-promtool check config deploy/prometheus/prometheus.yml deploy/prometheus/prometheus.local.yml
+promtool check config deploy/prometheus/prometheus.request-net.yml \
+    deploy/prometheus/prometheus.response-net.yml deploy/prometheus/prometheus.local.yml
 step "promtool check rules"
 promtool check rules deploy/prometheus/rules/*.yml
 step "promtool test rules"

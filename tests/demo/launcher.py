@@ -22,6 +22,8 @@ PORT_VARIABLES = (
     "DEMO_GATEWAY_PORT",
     "DEMO_PROCESSOR_PORT",
     "DEMO_AGENT_PORT",
+    "DEMO_GATEWAY_OPS_PORT",
+    "DEMO_PROCESSOR_OPS_PORT",
     "DEMO_GATEWAY_WORKER_PORT",
     "DEMO_PROCESSOR_WORKER_PORT",
 )
@@ -32,7 +34,7 @@ def demo_ports(gateway_workers: int = 1, processor_workers: int = 1) -> dict[str
     consecutive ones from its `*_WORKER_PORT` (held together while chosen)."""
     held: list[socket.socket] = []
     try:
-        ports = {variable: _hold_ports(1, held) for variable in PORT_VARIABLES[:3]}
+        ports = {variable: _hold_ports(1, held) for variable in PORT_VARIABLES[:-2]}
         ports["DEMO_GATEWAY_WORKER_PORT"] = _hold_ports(gateway_workers, held)
         ports["DEMO_PROCESSOR_WORKER_PORT"] = _hold_ports(processor_workers, held)
         return ports

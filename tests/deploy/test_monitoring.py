@@ -198,25 +198,33 @@ def test_rules_select_only_jobs_that_are_scraped() -> None:
             assert any(re.fullmatch(pattern, job) for job in JOBS), pattern
 
 
+NETWORK_CONFIGS = [
+    PROMETHEUS_DIR / "prometheus.request-net.yml",
+    PROMETHEUS_DIR / "prometheus.response-net.yml",
+]
+
+
 def _jobs(path: Path) -> dict[str, dict[str, Any]]:
     return {job["job_name"]: job for job in load_yaml(path)["scrape_configs"]}
 
 
-def test_both_prometheus_configs_scrape_every_process() -> None:
-    assert set(_jobs(PROMETHEUS_DIR / "prometheus.yml")) - {"prometheus"} == JOBS
+def test_the_prometheus_configs_scrape_every_process() -> None:
+    sides = [set(_jobs(path)) - {"prometheus"} for path in NETWORK_CONFIGS]
+    assert sides[0] | sides[1] == JOBS
+    assert not sides[0] & sides[1]  # each process by the Prometheus of its own network
     assert set(_jobs(PROMETHEUS_DIR / "prometheus.local.yml")) == JOBS
 
 
 def test_the_local_config_scrapes_the_demo_ports() -> None:
     gateway, processor = GatewaySettings(), ProcessorSettings()
     ports = {
-        "gateway-api": gateway.port,
+        "gateway-api": gateway.ops_port,
         "gateway-worker": gateway.worker_port,
-        "processor-api": processor.port,
+        "processor-api": processor.ops_port,
         "processor-worker": processor.worker_port,
         "transfer-agent": AgentSection().host_port[1],
     }
-    assert ports == {"gateway-api": 8000, "gateway-worker": 8010, "processor-api": 8001,
+    assert ports == {"gateway-api": 8020, "gateway-worker": 8010, "processor-api": 8021,
                      "processor-worker": 8011, "transfer-agent": 8002}  # fmt: skip
     for name, job in _jobs(PROMETHEUS_DIR / "prometheus.local.yml").items():
         (target,) = job["static_configs"][0]["targets"]
@@ -229,7 +237,8 @@ def test_the_compose_config_scrapes_each_service_on_the_port_it_checks() -> None
         for path in COMPOSE_DIR.glob("*.yml")
         for name, service in compose_services(path).items()
     }
-    for name, job in _jobs(PROMETHEUS_DIR / "prometheus.yml").items():
+    jobs = {name: job for path in NETWORK_CONFIGS for name, job in _jobs(path).items()}
+    for name, job in jobs.items():
         if name == "prometheus":
             continue
         if "dns_sd_configs" in job:
@@ -241,8 +250,8 @@ def test_the_compose_config_scrapes_each_service_on_the_port_it_checks() -> None
             port = int(port_text)
         assert host == name, "jobs are named after their compose service"
         health = " ".join(services[host]["healthcheck"]["test"])
-        assert f"127.0.0.1:{port}/health/live" in health
-        assert health.count("https://") == (job.get("scheme") == "https")
+        # Scraped where the container's health check looks (an API: its operations port).
+        assert f"{job.get('scheme', 'http')}://127.0.0.1:{port}/health/live" in health
 
 
 def test_the_dashboard_is_valid_and_shows_each_figure() -> None:

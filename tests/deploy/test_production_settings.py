@@ -1,7 +1,11 @@
-"""Both services refuse, in production, database and Redis URLs without a real password."""
+"""Both services refuse, in production, database and Redis URLs without a real password, and
+`serve` without TLS; they warn of remote servers reached without TLS."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,7 @@ import pytest
 from request_gateway.settings import GatewaySettings
 from response_processor.settings import ProcessorSettings
 from servicekit.settings import SettingsError, load_settings
+from tests.servicekit.certificates import make_server_certificate
 
 STRONG = "Vq3x9TfL2pRm8sKdXw4Z"
 ServiceSettings = type[GatewaySettings] | type[ProcessorSettings]
@@ -79,3 +84,75 @@ def test_development_keeps_accepting_passwordless_servers(
 ) -> None:
     environ = {f"{prefix}DATABASE_URL": "postgresql://postgres@localhost/app"}
     load_settings(cls, prefix=prefix, environ=environ)
+
+
+CLIS = {
+    "GATEWAY_": Path(sys.executable).with_name("request-gateway"),
+    "PROCESSOR_": Path(sys.executable).with_name("response-processor"),
+}
+
+
+def run_serve(prefix: str, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`serve` as a process of its own, with only `environ`'s settings of this service."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
+    return subprocess.run(
+        [str(CLIS[prefix]), "serve"],
+        env={**inherited, **environ},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("prefix", list(CLIS))
+def test_production_serve_refuses_to_start_without_tls_files(prefix: str, tmp_path: Path) -> None:
+    result = run_serve(prefix, production_environ(prefix, tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert f"{prefix}TLS_CERT_FILE, {prefix}TLS_KEY_FILE: production serves HTTPS" in result.stderr
+    assert f"{prefix}TLS_TERMINATED_BY_PROXY=true" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("prefix", list(CLIS))
+def test_serve_refuses_a_certificate_without_its_key(prefix: str, tmp_path: Path) -> None:
+    made = make_server_certificate(tmp_path / "tls")
+    other = make_server_certificate(tmp_path / "other")
+    environ = production_environ(
+        prefix, tmp_path, TLS_CERT_FILE=str(made.cert_file), TLS_KEY_FILE=str(other.key_file)
+    )
+    result = run_serve(prefix, environ)
+    assert result.returncode == 2, result.stderr
+    assert "the files do not load as a certificate" in result.stderr
+
+
+@pytest.mark.parametrize("prefix", list(CLIS))
+def test_production_warns_of_remote_servers_reached_without_tls(
+    prefix: str, tmp_path: Path
+) -> None:
+    plain = run_serve(prefix, production_environ(prefix, tmp_path))
+    verified = run_serve(
+        prefix,
+        production_environ(
+            prefix,
+            tmp_path,
+            DATABASE_URL=f"postgresql://airlock_app:{STRONG}@postgres:5432/app?sslmode=verify-full",
+            REDIS_URL=f"rediss://:{STRONG}@redis:6380/0",
+        ),
+    )
+    warnings = [line for line in plain.stdout.splitlines() if "insecure_transport" in line]
+    assert len(warnings) == 2, plain.stdout + plain.stderr
+    assert f"{prefix}DATABASE_URL: a remote PostgreSQL without sslmode=verify-full" in warnings[0]
+    assert f"{prefix}REDIS_URL: a remote Redis over redis://" in warnings[1]
+    assert all('"level":"warning"' in line for line in warnings)
+    assert STRONG not in plain.stdout + plain.stderr
+    assert "insecure_transport" not in verified.stdout + verified.stderr
+
+
+@pytest.mark.parametrize(("cls", "prefix"), SERVICES)
+def test_bad_exposure_settings_are_refused_at_load(cls: ServiceSettings, prefix: str) -> None:
+    with pytest.raises(SettingsError, match=f"{prefix}TRUSTED_PROXIES: not an IP address"):
+        load_settings(cls, prefix=prefix, environ={f"{prefix}TRUSTED_PROXIES": "proxy.local"})
+    same_port = {f"{prefix}PORT": "9000", f"{prefix}OPS_PORT": "9000"}
+    with pytest.raises(SettingsError, match=f"{prefix}OPS_PORT: must differ from {prefix}PORT"):
+        load_settings(cls, prefix=prefix, environ=same_port)

@@ -21,8 +21,8 @@ from tests.e2e.stack import Stack, running_stack
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "deploy" / "prometheus" / "prometheus.local.yml"
 DEMO_PORTS = {  # prometheus.local.yml's targets → the launcher's port variables
-    "127.0.0.1:8000": "DEMO_GATEWAY_PORT",
-    "127.0.0.1:8001": "DEMO_PROCESSOR_PORT",
+    "127.0.0.1:8020": "DEMO_GATEWAY_OPS_PORT",
+    "127.0.0.1:8021": "DEMO_PROCESSOR_OPS_PORT",
     "127.0.0.1:8002": "DEMO_AGENT_PORT",
     "127.0.0.1:8010": "DEMO_GATEWAY_WORKER_PORT",
     "127.0.0.1:8011": "DEMO_PROCESSOR_WORKER_PORT",

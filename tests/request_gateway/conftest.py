@@ -28,8 +28,11 @@ from batchformat import (
     write_batch,
 )
 from request_gateway.app import create_app
+from request_gateway.health import health_checks
 from request_gateway.runtime import APPS, Runtime, open_runtime
 from request_gateway.settings import GatewaySettings
+from servicekit.health import report_handler
+from servicekit.metrics import metrics_handler
 from servicekit.migrations import migrate
 from servicekit.testing import MakeDatabase
 
@@ -89,6 +92,23 @@ def processor(settings: GatewaySettings) -> FakeProcessor:
 async def client(settings: GatewaySettings, processor: FakeProcessor) -> AsyncIterator[Client]:
     async with AsyncTestClient(create_app(settings)) as client:
         yield client
+
+
+@pytest.fixture
+def ops(client: Client) -> Client:
+    """`client` with the operations port's routes (/health, /metrics): `with_operations`."""
+    return with_operations(client)
+
+
+def with_operations(client: Client) -> Client:
+    """`client` with the operations port's routes (/health, /metrics) added to its app.
+
+    The API's own port no longer has them; in-process, one test client (one event loop) has
+    to serve both, as the operations port's checks use the API's runtime.
+    """
+    client.app.register(report_handler(lambda app: health_checks(app.state.runtime)))
+    client.app.register(metrics_handler())
+    return client
 
 
 @pytest.fixture

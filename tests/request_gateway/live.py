@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -76,6 +77,10 @@ class LiveGateway:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    ops_url: str
+    """The operations port: /health and /metrics."""
+    verify: ssl.SSLContext | bool = True
+    """What clients check the users' port's certificate against (HTTPS)."""
 
     async def member(
         self, roles: Sequence[str] = ("user",), profile: ProfileType | None = None
@@ -88,7 +93,7 @@ class LiveGateway:
         async with open_runtime(self.settings, listen=False) as runtime:
             report = await runtime.link.import_once()
         assert [batch.outcome for batch in report.batches] == ["applied"], report
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=30, verify=self.verify) as client:
             response = await client.post(
                 "/api/v1/auth/login", json={"username": username, "password": PASSWORD}
             )
@@ -143,19 +148,27 @@ def live_gateway(
 
 @contextlib.contextmanager
 def serve(
-    settings: GatewaySettings, *, workers: int = 2, url_files: bool = False
+    settings: GatewaySettings,
+    *,
+    workers: int = 2,
+    url_files: bool = False,
+    scheme: str = "http",
+    verify: ssl.SSLContext | bool = True,
+    **extra: str,
 ) -> Iterator[LiveGateway]:
-    """Start `request-gateway serve` for `settings`; kill its group whatever happens.
+    """Start `request-gateway serve` for `settings` (and `extra` GATEWAY_* variables); kill
+    its group whatever happens.
 
     The fake processor's public key is placed first: the server reads its peer keys at start.
     With `url_files`, the database and Redis URLs are given as secret files (`*_URL_FILE`,
     as the compose files do) instead of variables.
     """
     processor = FakeProcessor(settings)
-    port = free_port()
+    port, ops_port = free_port(), free_port()
     environment = gateway_environment(
         GATEWAY_WORKERS=str(workers),
         GATEWAY_PORT=str(port),
+        GATEWAY_OPS_PORT=str(ops_port),
         GATEWAY_DATA_DIR=str(settings.data_dir),
         GATEWAY_DATABASE_URL=str(settings.database_url),
         GATEWAY_REDIS_URL=str(settings.redis_url),
@@ -165,6 +178,7 @@ def serve(
         GATEWAY_RATE_LIMIT_TIMEOUT_S=str(settings.rate_limit_timeout_s),
         GATEWAY_BODY_TIMEOUT_S=str(settings.body_timeout_s),
         GATEWAY_MAX_CONNECTIONS=str(settings.max_connections),
+        **extra,
     )
     if url_files:
         for name in ("GATEWAY_DATABASE_URL", "GATEWAY_REDIS_URL"):
@@ -177,9 +191,17 @@ def serve(
         process = subprocess.Popen(
             [CLI, "serve"], env=environment, stdout=output, stderr=output, process_group=0
         )
-    live = LiveGateway(settings, processor, f"http://127.0.0.1:{port}", process, log)
+    live = LiveGateway(
+        settings,
+        processor,
+        f"{scheme}://127.0.0.1:{port}",
+        process,
+        log,
+        f"http://127.0.0.1:{ops_port}",
+        verify,
+    )
     try:
-        _wait_until_live(live)
+        _wait_until_live(live, verify)
         yield live
     finally:
         if process.poll() is None:
@@ -188,15 +210,18 @@ def serve(
             process.wait()
 
 
-def _wait_until_live(live: LiveGateway) -> None:
+def _wait_until_live(live: LiveGateway, verify: ssl.SSLContext | bool) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         assert live.process.poll() is None, f"the server exited:\n{live.output()}"
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{live.url}/health/live", timeout=1).status_code == 200:
+            # The operations port opens first: the users' port says when the workers are up.
+            ops = httpx.get(f"{live.ops_url}/health", timeout=1)
+            users = httpx.get(f"{live.url}/health/live", timeout=1, verify=verify)
+            if ops.status_code == users.status_code == 200:
                 return
         time.sleep(0.1)
-    raise AssertionError(f"the server never answered /health/live:\n{live.output()}")
+    raise AssertionError(f"the server never answered /health and /health/live:\n{live.output()}")
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -11,6 +11,13 @@ import asyncpg
 from request_gateway.runtime import APPS
 from servicekit.migrations import migrate, migrate_back_to, migrate_to, ran_migrations
 from servicekit.testing import MakeDatabase, table_contents
+from tests.release_queries import (
+    check_release,
+    load_release,
+    migrate_to_release,
+    prepare_failures,
+    service,
+)
 from tests.request_gateway.sample_data import fill
 from tests.request_gateway.test_backup import run
 
@@ -120,3 +127,40 @@ async def test_the_cli_rolls_back_only_when_confirmed(tmp_path: Path, database_u
     unknown = run(tmp_path, database_url, "migrate", "--back-to", "no-such-id", "--yes")
     assert unknown.returncode == 1
     assert FIRST in unknown.stderr
+
+
+async def test_the_previous_release_queries_run_after_every_later_migration(
+    postgres_database: MakeDatabase,
+) -> None:
+    # Expand/contract (docs/operations.md): a rolling upgrade runs the previous release's
+    # code on the new schema, so no later migration may break a statement it ships.
+    chosen = service("gateway")
+    release = load_release(chosen.file)
+    report = await check_release(postgres_database(), chosen.apps, release)
+    assert report.at_release == {}, "the release file does not match its own schema"
+    broken = {step: failures for step, failures in report.after.items() if failures}
+    assert broken == {}, f"migrations that break release {release.version}'s statements"
+
+
+async def test_the_release_check_names_what_a_contracting_change_breaks(
+    postgres_database: MakeDatabase,
+) -> None:
+    chosen = service("gateway")
+    release = load_release(chosen.file)
+    url = postgres_database()
+    await migrate_to_release(url, chosen.apps, release)
+    connection = await asyncpg.connect(url)
+    try:
+        # Expanding (a new nullable column, a new table) leaves every statement working...
+        await connection.execute("ALTER TABLE request ADD COLUMN note text")
+        await connection.execute("CREATE TABLE request_tag (request_id uuid, tag text)")
+        expanded = await prepare_failures(url, release.queries)
+        # ...renaming (or dropping) a column the release reads does not.
+        await connection.execute("ALTER TABLE request RENAME COLUMN payload TO body")
+        contracted = await prepare_failures(url, release.queries)
+    finally:
+        await connection.close()
+    assert expanded == {}
+    assert contracted
+    assert all("payload" in error for error in contracted.values()), contracted
+    assert "request_gateway.domain.requests.GET_SQL" in contracted

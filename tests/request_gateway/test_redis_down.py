@@ -8,7 +8,7 @@ from litestar.testing import AsyncTestClient
 
 from request_gateway.app import create_app
 from request_gateway.settings import GatewaySettings
-from tests.request_gateway.conftest import MakeMember
+from tests.request_gateway.conftest import MakeMember, with_operations
 
 DEAD_REDIS = "redis://127.0.0.1:9/0"  # the discard port: nothing answers there
 
@@ -22,7 +22,7 @@ async def test_submits_follow_the_setting_while_redis_is_down(
         settings, redis_url=DEAD_REDIS, rate_limit_on_redis_error=choice
     )
     async with AsyncTestClient(create_app(cut_off)) as client:
-        health = await client.get("/health")
+        health = await with_operations(client).get("/health")
         assert health.status_code == 200
         assert health.json()["status"] == "degraded"
         assert health.json()["checks"]["redis"]["status"] == "fail"

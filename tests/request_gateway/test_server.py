@@ -133,7 +133,7 @@ async def test_metrics_sum_the_requests_of_both_workers(live: LiveGateway) -> No
             by_process = await settled(live, before, rounds * SUBMITS, **listed)
             if both(by_process):
                 break
-        page = samples((await client.get(f"{live.url}/metrics")).text)
+        page = samples((await client.get(f"{live.ops_url}/metrics")).text)
     assert both(by_process), by_process
     assert sum(by_process.values()) == rounds * SUBMITS
     assert labelled(page, "http_requests_total", **listed) == sum(
@@ -144,7 +144,7 @@ async def test_metrics_sum_the_requests_of_both_workers(live: LiveGateway) -> No
 
 async def test_health_reports_every_dependency_within_its_budget(live: LiveGateway) -> None:
     async with httpx.AsyncClient(timeout=30) as client:
-        response = await client.get(f"{live.url}/health")
+        response = await client.get(f"{live.ops_url}/health")
     assert response.status_code == 200, response.text
     report = response.json()
     assert set(report["checks"]) >= {"database", "redis", "outbox", "inbox"}

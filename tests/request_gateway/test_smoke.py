@@ -5,8 +5,8 @@ from __future__ import annotations
 from tests.request_gateway.conftest import Client, MakeMember
 
 
-async def test_health_reports_every_dependency(client: Client) -> None:
-    response = await client.get("/health")
+async def test_health_reports_every_dependency(client: Client, ops: Client) -> None:
+    response = await ops.get("/health")
     assert response.status_code == 200, response.text
     assert set(response.json()["checks"]) >= {"database", "redis", "outbox", "inbox"}
 

@@ -14,8 +14,11 @@ from litestar.testing import AsyncTestClient
 
 from response_processor.app import create_app
 from response_processor.domain.bootstrap import APPS
+from response_processor.health import health_checks
 from response_processor.runtime import Runtime
 from response_processor.settings import ProcessorSettings
+from servicekit.health import report_handler
+from servicekit.metrics import metrics_handler
 from servicekit.migrations import migrate
 from servicekit.testing import MakeDatabase
 
@@ -53,6 +56,23 @@ Client = AsyncTestClient[Any]
 async def client(settings: ProcessorSettings) -> AsyncIterator[Client]:
     async with AsyncTestClient(create_app(settings)) as client:
         yield client
+
+
+@pytest.fixture
+def ops(client: Client) -> Client:
+    """`client` with the operations port's routes (/health, /metrics): `with_operations`."""
+    return with_operations(client)
+
+
+def with_operations(client: Client) -> Client:
+    """`client` with the operations port's routes (/health, /metrics) added to its app.
+
+    The API's own port no longer has them; in-process, one test client (one event loop) has
+    to serve both, as the operations port's checks use the API's runtime.
+    """
+    client.app.register(report_handler(lambda app: health_checks(app.state.runtime)))
+    client.app.register(metrics_handler())
+    return client
 
 
 @pytest.fixture

@@ -224,6 +224,6 @@ async def test_operators_see_the_batches_that_crossed(
     assert inbound.json() == []
 
 
-async def test_metrics_include_the_database_pool(client: Client) -> None:
-    text = (await client.get("/metrics")).text
+async def test_metrics_include_the_database_pool(client: Client, ops: Client) -> None:
+    text = (await ops.get("/metrics")).text
     assert 'db_pool_connections{state="max"} 10.0' in text

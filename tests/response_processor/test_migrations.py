@@ -11,6 +11,7 @@ import asyncpg
 from response_processor.domain.bootstrap import APPS
 from servicekit.migrations import migrate, migrate_back_to, migrate_to, ran_migrations
 from servicekit.testing import MakeDatabase, table_contents
+from tests.release_queries import check_release, load_release, service
 
 FIRST = "2026-11-27T20:55:00:000000"  # the tables, before the hand-written migration
 SECOND = "2026-11-27T21:00:00:000000"  # search vectors, indexes, checks, append-only audit
@@ -146,3 +147,16 @@ async def test_the_scheduler_state_starts_from_the_last_snapshot_the_audit_log_h
         ]
     finally:
         await connection.close()
+
+
+async def test_the_previous_release_queries_run_after_every_later_migration(
+    postgres_database: MakeDatabase,
+) -> None:
+    # Expand/contract (docs/operations.md): a rolling upgrade runs the previous release's
+    # code on the new schema, so no later migration may break a statement it ships.
+    chosen = service("processor")
+    release = load_release(chosen.file)
+    report = await check_release(postgres_database(), chosen.apps, release)
+    assert report.at_release == {}, "the release file does not match its own schema"
+    broken = {step: failures for step, failures in report.after.items() if failures}
+    assert broken == {}, f"migrations that break release {release.version}'s statements"

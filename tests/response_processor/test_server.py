@@ -3,71 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.request_gateway.live import free_port
-from tests.response_processor.test_cli import CLI, run
+from tests.response_processor.live import ADMIN_PASSWORD, LiveProcessor, serve_processor
 from tests.servicekit.raw_http import abandon_body, idle_bodies
 
-ADMIN_PASSWORD = "bootstrap admin password 123"
 MAX_CONNECTIONS = 8
 LOGIN = "/api/v1/auth/login"
 
 
-@dataclass(frozen=True)
-class LiveProcessor:
-    url: str
-    log: Path
-
-
 @pytest.fixture
 def live(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[LiveProcessor]:
-    secret = tmp_path / "admin-password"
-    secret.write_text(ADMIN_PASSWORD)
-    settings = {
-        "PROCESSOR_ADMIN_PASSWORD_FILE": str(secret),
-        "PROCESSOR_LOG_FORMAT": "json",
-        "PROCESSOR_BODY_TIMEOUT_S": "2",
-        "PROCESSOR_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
-    }
-    migrated = run(tmp_path, database_url, redis_url, "migrate", **settings)
-    assert migrated.returncode == 0, migrated.stderr
-    port = free_port()
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PROCESSOR_")},
-        "PROCESSOR_DATA_DIR": str(tmp_path / "data"),
-        "PROCESSOR_DATABASE_URL": database_url,
-        "PROCESSOR_REDIS_URL": redis_url,
-        "PROCESSOR_PORT": str(port),
-        **settings,
-    }
-    log = tmp_path / "server.log"
-    with log.open("ab") as output:
-        process = subprocess.Popen([CLI, "serve"], env=environment, stdout=output, stderr=output)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/health/live", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        yield LiveProcessor(url, log)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with serve_processor(
+        tmp_path,
+        database_url,
+        redis_url,
+        PROCESSOR_BODY_TIMEOUT_S="2",
+        PROCESSOR_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+    ) as live:
+        yield live
 
 
 async def _answered(client: httpx.AsyncClient, method: str, path: str, **kwargs: object) -> int:
@@ -125,7 +84,7 @@ async def test_a_client_leaving_mid_body_is_counted_as_499_in_one_line(
     live: LiveProcessor,
 ) -> None:
     await abandon_body(live.url, LOGIN)
-    async with httpx.AsyncClient(base_url=live.url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=live.ops_url, timeout=30) as client:
         await asyncio.sleep(0.5)
         metrics = (await client.get("/metrics")).text
     requests = [line for line in metrics.splitlines() if line.startswith("http_requests_total{")]

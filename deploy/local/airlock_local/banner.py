@@ -23,6 +23,8 @@ class Urls:
 
     gateway: str
     processor: str
+    gateway_ops: str
+    processor_ops: str
     agent: str
     gateway_worker: str
     processor_worker: str
@@ -33,6 +35,8 @@ class Urls:
         return cls(
             gateway=f"{LOCALHOST}:{settings.gateway_port}",
             processor=f"{LOCALHOST}:{settings.processor_port}",
+            gateway_ops=f"{LOCALHOST}:{settings.gateway_ops_port}",
+            processor_ops=f"{LOCALHOST}:{settings.processor_ops_port}",
             agent=f"{LOCALHOST}:{settings.agent_port}",
             gateway_worker=f"{LOCALHOST}:{settings.gateway_worker_port}",
             processor_worker=f"{LOCALHOST}:{settings.processor_worker_port}",
@@ -94,9 +98,11 @@ def banner(layout: DemoLayout, seeded: Seeded, urls: Urls, session: str, ready_s
 ================================================================================
  Airlock is running (ready in {ready_s:.0f} s). Ctrl-C stops everything.
 
- gateway API       {urls.gateway}   OpenAPI {urls.gateway}/schema   {urls.gateway}/metrics
+ gateway API       {urls.gateway}   OpenAPI {urls.gateway}/schema
+                   {urls.gateway_ops}/health   {urls.gateway_ops}/metrics
  user portal       {urls.gateway}/portal   (sign in as the user below)
- processor API     {urls.processor}   OpenAPI {urls.processor}/schema   {urls.processor}/metrics
+ processor API     {urls.processor}   OpenAPI {urls.processor}/schema
+                   {urls.processor_ops}/health   {urls.processor_ops}/metrics
  operator console  {urls.processor}/console   (sign in as the admin below)
  transfer agent    {urls.agent}/health   {urls.agent}/metrics
  gateway worker    {urls.gateway_worker}/health   {urls.gateway_worker}/metrics

@@ -123,6 +123,7 @@ def _gateway_env(layout: DemoLayout, settings: DemoSettings, urls: ServerUrls) -
         "DATABASE_URL": urls.gateway_database,
         "REDIS_URL": urls.gateway_redis,
         "PORT": str(settings.gateway_port),
+        "OPS_PORT": str(settings.gateway_ops_port),
         "WORKER_PORT": str(settings.gateway_worker_port),
         "JWT_SECRET_FILE": str(layout.secret(Generated.GATEWAY_JWT)),
     }
@@ -134,6 +135,7 @@ def _processor_env(layout: DemoLayout, settings: DemoSettings, urls: ServerUrls)
         "DATABASE_URL": urls.processor_database,
         "REDIS_URL": urls.processor_redis,
         "PORT": str(settings.processor_port),
+        "OPS_PORT": str(settings.processor_ops_port),
         "WORKER_PORT": str(settings.processor_worker_port),
         "JWT_SECRET_FILE": str(layout.secret(Generated.PROCESSOR_JWT)),
         "ADMIN_USERNAME": ADMIN_USERNAME,

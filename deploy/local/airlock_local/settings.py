@@ -22,6 +22,8 @@ class DemoSettings(msgspec.Struct, frozen=True, kw_only=True):
     dir: Path = Path(".local")  # DEMO_DIR: keys, databases, users, logs; reused by a restart
     gateway_port: Port = 8000  # the users' API
     processor_port: Port = 8001  # the admin API
+    gateway_ops_port: Port = 8020  # the gateway API's /health and /metrics
+    processor_ops_port: Port = 8021  # the processor API's /health and /metrics
     agent_port: Port = 8002  # the transfer agent's /health and /metrics
     gateway_worker_port: Port = 8010  # the (first) gateway worker's /health and /metrics
     processor_worker_port: Port = 8011  # the (first) processor worker's /health and /metrics

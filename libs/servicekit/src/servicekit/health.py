@@ -37,9 +37,11 @@ __all__ = [
     "HealthReport",
     "folder_check",
     "health_handlers",
+    "live_handler",
     "postgres_check",
     "probe_folder",
     "redis_check",
+    "report_handler",
     "run_health_checks",
 ]
 
@@ -234,6 +236,16 @@ def health_handlers(
     max_age_s: float = DEFAULT_REPORT_MAX_AGE_S,
 ) -> list[HTTPRouteHandler]:
     """Build ``GET /health`` (the report; 200 or 503) and ``GET /health/live`` (always 200)."""
+    return [report_handler(checks, budget_s=budget_s, max_age_s=max_age_s), live_handler()]
+
+
+def report_handler(
+    checks: HealthChecksProvider,
+    *,
+    budget_s: float = DEFAULT_BUDGET_S,
+    max_age_s: float = DEFAULT_REPORT_MAX_AGE_S,
+) -> HTTPRouteHandler:
+    """Build ``GET /health``: every check's outcome, 503 when a critical one fails."""
     shared = SharedReport(max_age_s)
 
     unhealthy = ResponseSpec(
@@ -248,9 +260,15 @@ def health_handlers(
         report = await shared.get(checks(request.app), budget_s)
         return Response(report, status_code=report.http_status)
 
+    return health
+
+
+def live_handler() -> HTTPRouteHandler:
+    """Build ``GET /health/live`` (always 200): all a load balancer asks of a public port."""
+
     @get("/health/live", opt=dict(PUBLIC_ENDPOINT_OPT), name="health-live")
     async def live() -> dict[str, str]:
         """Answer 200 while the process runs (liveness probe)."""
         return {"status": "ok"}
 
-    return [health, live]
+    return live

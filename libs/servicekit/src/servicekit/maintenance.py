@@ -25,6 +25,7 @@ import msgspec
 import structlog
 
 from servicekit.backup import BackupError, backup, format_size, restore
+from servicekit.exposure import insecure_transport_warnings
 from servicekit.logs import configure_logging
 from servicekit.migrations import MigrationError, migrate_back_to
 from servicekit.settings import ServiceSettings, SettingsError, json_logs, settings_for_log
@@ -184,8 +185,13 @@ def run_service_command(
     service: str,
     load: Callable[[], SettingsT],
     dispatch: Callable[[argparse.Namespace, SettingsT], int],
+    prefix: str = "",
 ) -> int:
     """A service CLI's command: settings (exit 2 if bad), logging, then `dispatch`.
+
+    In production, a remote PostgreSQL or Redis reached without TLS is logged as a warning
+    (`servicekit.exposure`); a command that refuses its settings itself (SettingsError, e.g.
+    `serve` without TLS files) exits 2 like a bad setting.
 
     Failures a service command can meet are answered with exit 1 and a line on stderr or in
     the log: a migration that failed (with its output), a file or database error.
@@ -200,8 +206,16 @@ def run_service_command(
     # Every service's settings are a msgspec struct (servicekit.settings.load_settings).
     logged = settings_for_log(cast(msgspec.Struct, settings))
     service_log.info("starting", command=args.command, settings=logged)
+    if settings.env == "production":
+        for warning in insecure_transport_warnings(
+            prefix, settings.database_url, settings.redis_url
+        ):
+            service_log.warning("insecure_transport", problem=warning)
     try:
         return dispatch(args, settings)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except MigrationError as exc:
         print(f"error: {exc}\n{exc.output}", file=sys.stderr)
         return EXIT_FAILED

@@ -122,6 +122,12 @@ def _irreversible(app_name: str, migration_id: str) -> Callable[[], None]:
     return refuse
 
 
+def app_migrations(app_module: str) -> tuple[str, list[str]]:
+    """A Piccolo app's name and its migration ids, oldest first (as `migrate` runs them)."""
+    name, folder = _app_folder(app_module)
+    return name, _migration_ids(folder)
+
+
 def _app_folder(app_module: str) -> tuple[str, Path]:
     config = importlib.import_module(app_module).APP_CONFIG
     return config.app_name, Path(config.resolved_migrations_folder_path)

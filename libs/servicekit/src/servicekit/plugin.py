@@ -5,13 +5,15 @@
         plugins=[ServiceKitPlugin(ServiceKitConfig(service="request-gateway", ...))],
     )
 
-It registers the error handlers, ``/health``, ``/health/live`` and ``/metrics``, the request
-id middleware, the access log, Prometheus request metrics (labelled by route template and
-status; operational endpoints excluded), security headers, CORS for the configured origins
-only, and the request body limit. It amends the OpenAPI document (our error body on every
-operation, closed schemas, security schemes) and serves the docs page without a CDN (see
-`servicekit.openapi`). It also switches Litestar's own logging configuration off:
-`servicekit.logs.configure_logging` owns logging, and Litestar's would replace its handlers.
+It registers the error handlers, ``/health``, ``/health/live`` and ``/metrics`` (with
+``operations=False`` only ``/health/live``: a public API serves the others on its operations
+port, `servicekit.server.operational_app`), the request id middleware, the access log,
+Prometheus request metrics (labelled by route template and status; operational endpoints
+excluded), security headers, CORS for the configured origins only, and the request body
+limit. It amends the OpenAPI document (our error body on every operation, closed schemas,
+security schemes) and serves the docs page without a CDN (see `servicekit.openapi`). It also
+switches Litestar's own logging configuration off: `servicekit.logs.configure_logging` owns
+logging, and Litestar's would replace its handlers.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from litestar import Litestar, Request, Response
 from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
 from litestar.enums import ScopeType
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import SecurityScheme
 from litestar.plugins import InitPluginProtocol, ReceiveRoutePlugin
 from litestar.plugins.prometheus import PrometheusConfig
@@ -38,6 +41,7 @@ from servicekit.health import (
     HealthCheck,
     HealthChecksProvider,
     health_handlers,
+    live_handler,
 )
 from servicekit.http_metrics import RequestMetricsMiddleware
 from servicekit.metrics import metrics_handler
@@ -96,6 +100,9 @@ class ServiceKitConfig:
     """Larger request bodies are refused with 413 ``payload_too_large``."""
     body_timeout_s: float | None = DEFAULT_BODY_TIMEOUT_S
     """A body not complete this long after the request started gets 408 ``request_timeout``."""
+    operations: bool = True
+    """Serve ``/health`` and ``/metrics`` here too. False on a public API: it keeps only
+    ``/health/live``, and the operations port (`servicekit.server`) serves the others."""
     metrics_prefix: str = "http"
     """Request metrics are ``{prefix}_requests_total``, ``{prefix}_request_duration_seconds``."""
     security_schemes: Mapping[str, SecurityScheme] = field(default_factory=dict)
@@ -115,16 +122,7 @@ class ServiceKitPlugin(InitPluginProtocol, ReceiveRoutePlugin):
         config = self.config
         # The service's own handlers win over ours for the same exception type.
         app_config.exception_handlers = {**exception_handlers(), **app_config.exception_handlers}
-        app_config.route_handlers.extend(
-            [
-                *health_handlers(
-                    config.health_checks,
-                    budget_s=config.health_budget_s,
-                    max_age_s=config.health_max_age_s,
-                ),
-                metrics_handler(),
-            ]
-        )
+        app_config.route_handlers.extend(self._operational_handlers())
         # Outermost, so that authentication and every other middleware log with the request id.
         app_config.middleware.insert(0, RequestContextMiddleware())
         app_config.middleware.insert(1, self._prometheus_config().middleware)
@@ -152,6 +150,19 @@ class ServiceKitPlugin(InitPluginProtocol, ReceiveRoutePlugin):
     def receive_route(self, route: BaseRoute) -> None:
         """Document each route's error answers and security as Litestar registers it."""
         self._api_docs.document_route(route)
+
+    def _operational_handlers(self) -> list[HTTPRouteHandler]:
+        config = self.config
+        if not config.operations:
+            return [live_handler()]
+        return [
+            *health_handlers(
+                config.health_checks,
+                budget_s=config.health_budget_s,
+                max_age_s=config.health_max_age_s,
+            ),
+            metrics_handler(),
+        ]
 
     def _align_litestar_body_limit(self, app: Litestar) -> None:
         app.request_max_body_size = self.config.max_body_bytes

@@ -30,6 +30,7 @@ class RedisAddress(msgspec.Struct, frozen=True):
     username: str | None = None
     password: str | None = None
     ssl: bool = False
+    ssl_ca_certs: str | None = None  # `?ssl_ca_certs=/path`: a private CA; else the system's
 
     def redis_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``redis.Redis`` / ``redis.asyncio.Redis``."""
@@ -46,7 +47,7 @@ class RedisAddress(msgspec.Struct, frozen=True):
             "db": self.db,
             "username": self.username,
             "password": self.password,
-            "ssl": self.ssl,
+            **self._tls_kwargs(),
         }
 
     def arq_kwargs(self) -> dict[str, Any]:
@@ -58,7 +59,19 @@ class RedisAddress(msgspec.Struct, frozen=True):
             "database": self.db,
             "username": self.username,
             "password": self.password,
-            "ssl": self.ssl,
+            **self._tls_kwargs(),
+        }
+
+    def _tls_kwargs(self) -> dict[str, Any]:
+        # redis-py 5 and arq check the certificate but not, by default, that it names the
+        # host: any certificate from a trusted CA would do. rediss:// checks both.
+        if not self.ssl:
+            return {"ssl": False}
+        return {
+            "ssl": True,
+            "ssl_cert_reqs": "required",
+            "ssl_check_hostname": True,
+            "ssl_ca_certs": self.ssl_ca_certs,
         }
 
 
@@ -87,4 +100,5 @@ def parse_redis_url(url: str) -> RedisAddress:
         username=username,
         password=password,
         ssl=parts.scheme == "rediss",
+        ssl_ca_certs=query.get("ssl_ca_certs"),
     )

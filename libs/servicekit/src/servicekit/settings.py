@@ -327,6 +327,8 @@ class ServiceSettings(Protocol):
     def tls_cert_file(self) -> Path | None: ...
     @property
     def tls_key_file(self) -> Path | None: ...
+    @property
+    def tls_terminated_by_proxy(self) -> bool: ...
 
 
 def json_logs(settings: ServiceSettings) -> bool:
@@ -347,6 +349,4 @@ def service_production_problems(settings: ServiceSettings, prefix: str) -> list[
     problems += server_password_problems(f"{prefix}REDIS_URL", settings.redis_url)
     if len(settings.jwt_secret) < 32:
         problems.append(f"{prefix}JWT_SECRET: use at least 32 characters")
-    if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
-        problems.append(f"{prefix}TLS_CERT_FILE and {prefix}TLS_KEY_FILE go together")
     return problems

@@ -8,8 +8,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Final
 
+from granian.utils.proxies import wrap_asgi_with_proxy_headers
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
+from litestar.types import ASGIApp
 
 from authkit.guards import password_change_guard
 from authkit.identity import AuthUser
@@ -25,11 +27,14 @@ from request_gateway.health import health_checks
 from request_gateway.runtime import open_runtime
 from request_gateway.settings import GatewaySettings, load
 from request_gateway.web import Portal
+from servicekit.exposure import parse_proxies
 from servicekit.metrics import mark_worker_dead
 from servicekit.openapi import BEARER_JWT, api_key_header
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
+from servicekit.server import operational_app, runtime_health_checks
 
 VERSION: Final = "0.1.0"
+SERVICE: Final = "request-gateway"
 API_KEY_HEADER: Final = "X-API-Key"
 
 
@@ -85,8 +90,9 @@ def create_app(settings: GatewaySettings) -> Litestar:
         plugins=[
             ServiceKitPlugin(
                 ServiceKitConfig(
-                    service="request-gateway",
-                    health_checks=lambda app: health_checks(app.state.runtime),
+                    service=SERVICE,
+                    # /health and /metrics: on the operations port (server.py)
+                    operations=False,
                     cors_origins=settings.cors_origins,
                     max_body_bytes=settings.max_body_bytes,
                     body_timeout_s=settings.body_timeout_s,
@@ -107,10 +113,22 @@ def create_app(settings: GatewaySettings) -> Litestar:
     return app
 
 
-def app_from_environment() -> Litestar:
+def app_from_environment() -> ASGIApp:
     """The app factory a server process imports (`request_gateway.app:app_from_environment`)."""
     from servicekit.logs import configure_logging
 
     settings = load()
     configure_logging("request-gateway", json=settings.json_logs, level=settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    if not settings.trusted_proxies:
+        return app
+    # granian's own wrapper: X-Forwarded-For (and -Proto) from these peers name the client.
+    proxies = [str(network) for network in parse_proxies(settings.trusted_proxies)]
+    wrapped: ASGIApp = wrap_asgi_with_proxy_headers(app, trusted_hosts=proxies)
+    return wrapped
+
+
+def operations_app(api: Litestar) -> Litestar:
+    """The operations port's app: /health (over `api`'s runtime, once its lifespan made it),
+    /health/live and /metrics; the API's own port keeps only /health/live."""
+    return operational_app(SERVICE, runtime_health_checks(api, health_checks))

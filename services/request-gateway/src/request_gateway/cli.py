@@ -15,7 +15,7 @@ from typing import Final
 import structlog
 
 from request_gateway.runtime import APPS, embedded_services, prepare_database
-from request_gateway.settings import GatewaySettings, load
+from request_gateway.settings import PREFIX, GatewaySettings, load
 from servicekit.maintenance import (
     BACKUP_COMMANDS,
     EPILOG,
@@ -46,7 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_rollback_arguments(migrate, default_app="gateway")
     add_backup_commands(commands)
     args = parser.parse_args(argv)
-    return run_service_command(args, service="request-gateway", load=load, dispatch=_dispatch)
+    return run_service_command(
+        args, service="request-gateway", load=load, dispatch=_dispatch, prefix=PREFIX
+    )
 
 
 def _dispatch(args: argparse.Namespace, settings: GatewaySettings) -> int:

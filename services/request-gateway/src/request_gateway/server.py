@@ -2,8 +2,14 @@
 
 The parent process resolves the database and Redis (starting embedded servers when no URL
 is set, once, for every worker), applies migrations once, prepares the Prometheus
-multiprocess folder when there are several workers, and hands the URLs to the workers in
-their environment; each worker builds the app with `app_from_environment`.
+multiprocess folder, and hands the URLs to the workers in their environment; each worker
+builds the app with `app_from_environment`.
+
+The users' port serves the API and `/health/live` only (HTTPS with a certificate, which
+production requires unless a proxy in front terminates TLS). `/health` and `/metrics` are
+on the operations port (GATEWAY_OPS_PORT), served by the parent from a thread of its own:
+its `/metrics` sums the workers' multiprocess files, its `/health` runs the checks over a
+runtime of its own.
 
 Workers are spawned, not forked: prometheus-client picks its multiprocess mode when it is
 first imported, and the parent has imported it (with the mode off) long before it knows
@@ -14,25 +20,38 @@ how many workers it will run. A spawned worker starts a fresh interpreter that s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
+from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
+import msgspec
 from granian import Granian
 from granian.constants import Interfaces, Loops
 from granian.http import HTTP1Settings
+from litestar import Litestar
 
 from airlink.endpoint import load_link_keys
-from request_gateway.runtime import embedded_services, prepare_database
+from request_gateway.app import SERVICE
+from request_gateway.health import health_checks
+from request_gateway.runtime import embedded_services, open_runtime, prepare_database
 from request_gateway.settings import PREFIX, GatewaySettings
+from servicekit.exposure import check_api_start
 from servicekit.metrics import prepare_multiprocess_dir
+from servicekit.server import OperationsThread, listening_socket, operational_app
 
 APP_FACTORY = "request_gateway.app:app_from_environment"
+OPS_STOP_TIMEOUT_S = 10.0
 
 
 def serve(settings: GatewaySettings) -> None:
     """Serve until SIGTERM or SIGINT (granian stops its workers; lifespans close runtimes)."""
+    check_api_start(settings, PREFIX)
+    ops_socket = listening_socket(settings.ops_host or settings.host, settings.ops_port)
     services = embedded_services(settings)
+    operations: OperationsThread | None = None
     try:
         asyncio.run(prepare_database(services.database_url))
         # Made here, once: workers starting together would each make their own key pair.
@@ -45,8 +64,13 @@ def serve(settings: GatewaySettings) -> None:
         ):
             os.environ.pop(f"{PREFIX}{name}_FILE", None)
             os.environ[f"{PREFIX}{name}"] = url
-        if settings.workers > 1:
-            prepare_multiprocess_dir(settings.data_dir / "metrics")
+        # Always: the operations port, in this process, reads the workers' samples there.
+        prepare_multiprocess_dir(settings.data_dir / "metrics")
+        resolved = msgspec.structs.replace(
+            settings, database_url=services.database_url, redis_url=services.redis_url
+        )
+        operations = OperationsThread(ops_socket, partial(_operations_app, resolved))
+        operations.start()
         multiprocessing.set_start_method("spawn", force=True)
         server = Granian(
             APP_FACTORY,
@@ -68,7 +92,17 @@ def serve(settings: GatewaySettings) -> None:
         )
         server.serve()
     finally:
+        if operations is not None:
+            operations.stop(OPS_STOP_TIMEOUT_S)
+        ops_socket.close()
         services.stop()
+
+
+@contextlib.asynccontextmanager
+async def _operations_app(settings: GatewaySettings) -> AsyncIterator[Litestar]:
+    """The operations port's app, over a runtime of its own (no identity listener)."""
+    async with open_runtime(settings, listen=False) as runtime:
+        yield operational_app(SERVICE, lambda: health_checks(runtime))
 
 
 def _path(value: Path | None) -> Path | None:

@@ -10,6 +10,7 @@ import msgspec
 from airlink.endpoint import LinkEndpointSettings
 from airlink.settings import GATEWAY_NETWORK_ID, PROCESSOR_NETWORK_ID
 from batchformat.models import NetworkId
+from servicekit.exposure import parse_proxies
 from servicekit.settings import (
     Environment,
     Secret,
@@ -38,11 +39,16 @@ class GatewaySettings(LinkEndpointSettings, frozen=True, kw_only=True):
     port: Port = 8000
     workers: PositiveInt = 1  # server processes of `serve`
     worker_port: Port = 8010  # the link worker's /health and /metrics
+    ops_port: Port = 8020  # `serve`'s /health and /metrics (the operations port)
+    ops_host: str | None = None  # the operations port's address; default: host
     db_pool_size: PositiveInt = 10  # per process
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] | None = None  # default: json in production
     tls_cert_file: Path | None = None  # with tls_key_file: serve HTTPS directly
     tls_key_file: Path | None = None
+    tls_terminated_by_proxy: bool = False  # production without the files: a proxy does TLS
+    # Addresses or CIDR ranges whose X-Forwarded-For names the client; none by default.
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
     cors_origins: list[str] = msgspec.field(default_factory=list)
     max_body_bytes: PositiveInt = 1024 * 1024
     body_timeout_s: PositiveFloat = 30.0  # a body not complete by then: 408, connection closed
@@ -81,6 +87,14 @@ class GatewaySettings(LinkEndpointSettings, frozen=True, kw_only=True):
     # The link: LinkEndpointSettings declares the rest (docs/link-protocol.md)
     network_id: NetworkId = GATEWAY_NETWORK_ID
     peer_network_id: NetworkId = PROCESSOR_NETWORK_ID
+
+    def __post_init__(self) -> None:
+        try:
+            parse_proxies(self.trusted_proxies)
+        except ValueError as exc:
+            raise ValueError(f"{PREFIX}TRUSTED_PROXIES: {exc}") from None
+        if self.ops_port == self.port and (self.ops_host or self.host) == self.host:
+            raise ValueError(f"{PREFIX}OPS_PORT: must differ from {PREFIX}PORT")
 
     @property
     def json_logs(self) -> bool:

@@ -30,8 +30,10 @@ from response_processor.settings import ProcessorSettings
 from response_processor.web import Console
 from servicekit.openapi import BEARER_JWT
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
+from servicekit.server import operational_app, runtime_health_checks
 
 VERSION: Final = "0.1.0"
+SERVICE: Final = "response-processor"
 
 LOAD_USER_SQL: Final = """
     SELECT id, roles, session_version, must_change_password, active FROM app_user WHERE id = $1
@@ -91,8 +93,9 @@ def create_app(settings: ProcessorSettings) -> Litestar:
         plugins=[
             ServiceKitPlugin(
                 ServiceKitConfig(
-                    service="response-processor",
-                    health_checks=lambda app: health_checks(app.state.runtime),
+                    service=SERVICE,
+                    # /health and /metrics: on the operations port (server.py)
+                    operations=False,
                     cors_origins=settings.cors_origins,
                     max_body_bytes=settings.max_body_bytes,
                     body_timeout_s=settings.body_timeout_s,
@@ -108,3 +111,9 @@ def create_app(settings: ProcessorSettings) -> Litestar:
         ),
     )
     return app
+
+
+def operations_app(api: Litestar) -> Litestar:
+    """The operations port's app: /health (over `api`'s runtime, once its lifespan made it),
+    /health/live and /metrics; the API's own port keeps only /health/live."""
+    return operational_app(SERVICE, runtime_health_checks(api, health_checks))

@@ -23,7 +23,7 @@ from response_processor.domain.bootstrap import (
     create_admin,
     prepare_database,
 )
-from response_processor.settings import ProcessorSettings, load
+from response_processor.settings import PREFIX, ProcessorSettings, load
 from servicekit.embedded import resolve_service_urls
 from servicekit.maintenance import (
     BACKUP_COMMANDS,
@@ -60,7 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     admin.add_argument("--password-file", type=Path, help="default: generate and print one")
     add_backup_commands(commands)
     args = parser.parse_args(argv)
-    return run_service_command(args, service="response-processor", load=load, dispatch=_dispatch)
+    return run_service_command(
+        args, service="response-processor", load=load, dispatch=_dispatch, prefix=PREFIX
+    )
 
 
 def _dispatch(args: argparse.Namespace, settings: ProcessorSettings) -> int:

@@ -10,6 +10,7 @@ import msgspec
 from airlink.endpoint import LinkEndpointSettings
 from airlink.settings import GATEWAY_NETWORK_ID, PROCESSOR_NETWORK_ID
 from batchformat.models import NetworkId
+from servicekit.exposure import parse_proxies
 from servicekit.settings import (
     Environment,
     Secret,
@@ -36,8 +37,13 @@ class ProcessorSettings(LinkEndpointSettings, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8001
     worker_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8011  # a worker's /health, /metrics
+    ops_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8021  # `serve`'s /health, /metrics
+    ops_host: str | None = None  # the operations port's address; default: host
     tls_cert_file: Path | None = None  # with tls_key_file: serve HTTPS directly
     tls_key_file: Path | None = None
+    tls_terminated_by_proxy: bool = False  # production without the files: a proxy does TLS
+    # Addresses or CIDR ranges whose X-Forwarded-For names the client; none by default.
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] | None = None  # default: json in production
 
@@ -70,6 +76,14 @@ class ProcessorSettings(LinkEndpointSettings, frozen=True, kw_only=True):
     reconcile_interval_s: PositiveFloat = 60.0
     retention_days: PositiveInt = 30  # finished requests, acknowledged batches, archived files
     retention_interval_s: PositiveFloat = 3600.0
+
+    def __post_init__(self) -> None:
+        try:
+            parse_proxies(self.trusted_proxies)
+        except ValueError as exc:
+            raise ValueError(f"{PREFIX}TRUSTED_PROXIES: {exc}") from None
+        if self.ops_port == self.port and (self.ops_host or self.host) == self.host:
+            raise ValueError(f"{PREFIX}OPS_PORT: must differ from {PREFIX}PORT")
 
     @property
     def json_logs(self) -> bool:
