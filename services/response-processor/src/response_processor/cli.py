@@ -74,7 +74,7 @@ def _dispatch(args: argparse.Namespace, settings: ProcessorSettings) -> int:
 
         asyncio.run(serve(settings))
     elif args.command == "worker":
-        from response_processor.processing.worker import run_worker
+        from response_processor.worker import run_worker
 
         asyncio.run(run_worker(settings))
     elif args.command == "migrate":
