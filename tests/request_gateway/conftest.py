@@ -28,7 +28,8 @@ from batchformat import (
     write_batch,
 )
 from request_gateway.app import create_app
-from request_gateway.runtime import APPS, Runtime, open_runtime
+from request_gateway.db.piccolo_app import APPS
+from request_gateway.runtime import Runtime, open_runtime
 from request_gateway.settings import GatewaySettings
 from servicekit.migrations import migrate
 from servicekit.testing import MakeDatabase

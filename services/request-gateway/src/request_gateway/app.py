@@ -18,8 +18,8 @@ from authkit.tokens import token_pair
 from request_gateway.api.account import ApiKeysController, AuthController, me
 from request_gateway.api.admin import AdminController, BatchesController
 from request_gateway.api.requests import RequestsController
-from request_gateway.credentials import Credentials
 from request_gateway.health import health_checks
+from request_gateway.identity.credentials import Credentials
 from request_gateway.runtime import open_runtime
 from request_gateway.settings import GatewaySettings, load
 from servicekit.metrics import mark_worker_dead

@@ -16,8 +16,8 @@ from typing import Final
 import asyncpg
 import structlog
 
+from response_processor.db.piccolo_app import APPS
 from response_processor.domain.bootstrap import (
-    APPS,
     CreatedAdmin,
     announce,
     create_admin,

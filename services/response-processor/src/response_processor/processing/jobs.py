@@ -15,7 +15,7 @@ import structlog
 from arq import Retry
 
 from airlink.records import RequestErrorCode, ResponseError
-from response_processor.processing import metrics
+from response_processor import metrics
 from response_processor.processing.handlers.base import Handler, HandlerContext, HandlerError
 from response_processor.requests.lifecycle import RequestToRun, finish, load_request, start
 from servicekit.database import Connection

@@ -8,7 +8,7 @@ from typing import Final
 import structlog
 from arq import ArqRedis
 
-from response_processor.processing import metrics
+from response_processor import metrics
 from response_processor.requests.queue import enqueue_requests
 from response_processor.requests.status import UNFINISHED_SQL
 from servicekit.database import Pool
