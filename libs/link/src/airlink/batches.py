@@ -72,7 +72,7 @@ async def list_outbound(
     """Sent batches, by peer and newest first."""
     after = paging.decode_cursor(cursor, BatchCursor) if cursor else (None, None)
     rows = await conn.fetch(OUTBOUND_SQL, *after, limit + 1)
-    return paging.page_of(rows, limit, lambda row: OutboundBatch(**row), _outbound_key)
+    return paging.page_of(rows, limit, lambda row: OutboundBatch(**row), lambda b: (b.peer, b.seq))
 
 
 async def list_inbound(
@@ -81,12 +81,4 @@ async def list_inbound(
     """Received batches, by source and newest first."""
     after = paging.decode_cursor(cursor, BatchCursor) if cursor else (None, None)
     rows = await conn.fetch(INBOUND_SQL, *after, limit + 1)
-    return paging.page_of(rows, limit, lambda row: InboundBatch(**row), _inbound_key)
-
-
-def _outbound_key(batch: OutboundBatch) -> tuple[str, int]:
-    return batch.peer, batch.seq
-
-
-def _inbound_key(batch: InboundBatch) -> tuple[str, int]:
-    return batch.source, batch.seq
+    return paging.page_of(rows, limit, lambda row: InboundBatch(**row), lambda b: (b.source, b.seq))

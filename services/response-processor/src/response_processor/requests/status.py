@@ -1,4 +1,4 @@
-"""The one status type of a processor request, and the SQL spelling of its groups."""
+"""The one status type of a processor request, its groups, and their SQL spelling."""
 
 from __future__ import annotations
 
@@ -13,12 +13,6 @@ FINAL: Final[tuple[RequestStatus, ...]] = get_args(ResponseStatus)
 UNFINISHED: Final[tuple[RequestStatus, ...]] = tuple(
     status for status in get_args(RequestStatus) if status not in FINAL
 )
-
-
-def sql_list(statuses: tuple[RequestStatus, ...]) -> str:
-    """`('a', 'b')`, for `status IN ...` in SQL written once at import."""
-    return "(" + ", ".join(f"'{status}'" for status in statuses) + ")"
-
-
-FINAL_SQL: Final = sql_list(FINAL)
-UNFINISHED_SQL: Final = sql_list(UNFINISHED)
+# For `status IN ...`: a tuple of two or more strings prints as an SQL list, `('a', 'b')`.
+FINAL_SQL: Final = str(FINAL)
+UNFINISHED_SQL: Final = str(UNFINISHED)
