@@ -72,11 +72,11 @@ from response_processor.domain import audit
 from response_processor.domain.bootstrap import prepare_database
 from response_processor.domain.users import UserIn, create_user
 from response_processor.link.service import NewRequests, ProcessorLink
-from response_processor.processing.jobs import JOB_NAME
-from response_processor.processing.worker import POLL_DELAY_S
+from response_processor.requests.queue import JOB_NAME
 from response_processor.runtime import open_runtime
 from response_processor.settings import PREFIX, ProcessorSettings
 from response_processor.testing import FakeGateway, request
+from response_processor.worker import POLL_DELAY_S
 from servicekit.embedded import resolve_service_urls
 from servicekit.logs import configure_logging
 from servicekit.metrics import MULTIPROCESS_ENV

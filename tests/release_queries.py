@@ -57,14 +57,14 @@ def service(name: str) -> Service:
     """The gateway's or the processor's."""
     tests = Path(__file__).parent
     if name == "gateway":
-        from request_gateway.runtime import APPS as GATEWAY_APPS
+        from request_gateway.db.piccolo_app import APPS as GATEWAY_APPS
 
         return Service(
             GATEWAY_APPS,
             ["request_gateway", "airlink", "authkit", "servicekit"],
             tests / "request_gateway" / "released_queries.json",
         )
-    from response_processor.domain.bootstrap import APPS as PROCESSOR_APPS
+    from response_processor.db.piccolo_app import APPS as PROCESSOR_APPS
 
     return Service(
         PROCESSOR_APPS,

@@ -216,7 +216,7 @@ def test_a_second_start_reuses_keys_users_and_credentials(first_run: FirstRun) -
         with httpx.Client(timeout=10) as client:
             admin = first_run.credentials["admin"]
             admin_auth = sign_in(client, run.processor, admin["username"], admin["password"])
-            documents = client.get(f"{run.processor}/documents", headers=admin_auth).json()
+            documents = client.get(f"{run.processor}/documents", headers=admin_auth).json()["items"]
             assert len(documents) == 15
             user = first_run.credentials["user"]
             auth = sign_in(client, run.gateway, user["username"], user["password"])

@@ -37,10 +37,8 @@ METRIC_MODULES = (
     "servicekit.database",
     "servicekit.ratelimit",
     "transfer_agent.metrics",
-    "response_processor.processing.metrics",
-    "request_gateway.identity",
-    "request_gateway.link.service",
-    "request_gateway.worker",
+    "response_processor.metrics",
+    "request_gateway.metrics",
 )
 PROMETHEUS_OWN = {
     "up",

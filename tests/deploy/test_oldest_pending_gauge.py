@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from prometheus_client import REGISTRY
 
-from request_gateway.runtime import APPS
+from request_gateway.db.piccolo_app import APPS
 from request_gateway.worker import record_oldest_pending
 from servicekit.database import Pool
 from servicekit.migrations import migrate

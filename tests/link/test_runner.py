@@ -12,6 +12,7 @@ import msgspec
 from airlink.batches import list_inbound, list_outbound
 from airlink.runner import utc_now
 from batchformat import load_signing_key
+from servicekit.paging import encode_cursor
 from servicekit.testing import eventually
 from tests.link.conftest import Side, SideFactory, at, publish, request, response
 
@@ -169,10 +170,11 @@ async def test_both_sides_list_what_they_sent_and_received(sides: SideFactory) -
     [sent] = (await gateway.link.export_once(at(0))).batches
     await processor.link.import_once(at(1))
     async with gateway.pool.acquire() as conn:
-        [outbound] = await list_outbound(conn)
+        [outbound] = (await list_outbound(conn)).items
     async with processor.pool.acquire() as conn:
-        [inbound] = await list_inbound(conn)
-        assert await list_inbound(conn, before_seq=inbound.seq) == []
+        [inbound] = (await list_inbound(conn)).items
+        after = encode_cursor((inbound.source, inbound.seq))
+        assert (await list_inbound(conn, cursor=after)).items == []
     assert (outbound.batch_id, outbound.seq, outbound.record_count) == (sent.batch_id, 1, 2)
     assert outbound.publish_count == 1
     assert outbound.acknowledged_at is None

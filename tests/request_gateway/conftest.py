@@ -28,8 +28,9 @@ from batchformat import (
     write_batch,
 )
 from request_gateway.app import create_app
+from request_gateway.db.piccolo_app import APPS
 from request_gateway.health import health_checks
-from request_gateway.runtime import APPS, Runtime, open_runtime
+from request_gateway.runtime import Runtime, open_runtime
 from request_gateway.settings import GatewaySettings
 from servicekit.health import report_handler
 from servicekit.metrics import metrics_handler

@@ -14,6 +14,7 @@ from request_gateway.domain import requests
 from request_gateway.runtime import Runtime
 from request_gateway.settings import GatewaySettings
 from request_gateway.worker import expire_due
+from servicekit import paging
 from tests.request_gateway.conftest import (
     Client,
     FakeProcessor,
@@ -227,16 +228,18 @@ async def test_operators_can_export_now_and_list_batches(
     assert (await client.post("/api/v1/admin/export", headers=user.headers)).status_code == 403
 
 
-async def test_a_page_bound_past_any_seq_is_a_validation_error(
+async def test_a_batch_cursor_the_api_did_not_give_is_refused(
     client: Client, make_member: MakeMember
 ) -> None:
     operator = await make_member(roles=["operator"])
+    past_any_seq = paging.encode_cursor(("processor", 2**63))
     for way in ("outbound", "inbound"):
-        response = await client.get(
-            f"/api/v1/admin/batches/{way}", params={"before_seq": 2**63}, headers=operator.headers
-        )
-        assert response.status_code == 400, response.text
-        assert response.json()["error"]["code"] == "validation_error"
+        for cursor in (past_any_seq, "not-a-cursor"):
+            response = await client.get(
+                f"/api/v1/admin/batches/{way}", params={"cursor": cursor}, headers=operator.headers
+            )
+            assert response.status_code == 400, response.text
+            assert response.json()["error"]["code"] == "invalid_cursor"
 
 
 def test_the_codes_the_gateway_gives_requests_are_request_error_codes() -> None:

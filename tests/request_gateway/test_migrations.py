@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 
-from request_gateway.runtime import APPS
+from request_gateway.db.piccolo_app import APPS
 from servicekit.migrations import migrate, migrate_back_to, migrate_to, ran_migrations
 from servicekit.testing import MakeDatabase, table_contents
 from tests.release_queries import (

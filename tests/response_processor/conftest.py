@@ -13,7 +13,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from response_processor.app import create_app
-from response_processor.domain.bootstrap import APPS
+from response_processor.db.piccolo_app import APPS
 from response_processor.health import health_checks
 from response_processor.runtime import Runtime
 from response_processor.settings import ProcessorSettings

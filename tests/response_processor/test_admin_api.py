@@ -216,12 +216,12 @@ async def test_operators_see_the_batches_that_crossed(
     await exported_records(settings, "user")  # the worker's exporter, run once
     outbound = await client.get("/api/v1/batches/outbound", headers=operator.headers)
     assert outbound.status_code == 200
-    [batch] = outbound.json()
+    [batch] = outbound.json()["items"]
     assert batch["peer"] == "request-net"
     assert batch["record_count"] >= 3  # two seeded profile types, the admin, the operator
     assert batch["acknowledged_at"] is None
     inbound = await client.get("/api/v1/batches/inbound", headers=operator.headers)
-    assert inbound.json() == []
+    assert inbound.json() == {"items": [], "next_cursor": None}
 
 
 async def test_metrics_include_the_database_pool(client: Client, ops: Client) -> None:

@@ -35,9 +35,26 @@ async def test_documents_load_as_an_array_or_as_json_lines(
     )  # fmt: skip
     assert (again.json()["inserted"], again.json()["updated"]) == (0, 1)
     page = await client.get("/api/v1/documents?limit=5", headers=admin)
-    assert len(page.json()) == 5
+    assert len(page.json()["items"]) == 5
     assert (await client.delete(f"/api/v1/documents/{known}", headers=admin)).status_code == 204
     assert (await client.delete(f"/api/v1/documents/{known}", headers=admin)).status_code == 404
+
+
+async def test_documents_page_by_id_behind_a_cursor(client: Client, admin: dict[str, str]) -> None:
+    array = [{"title": f"Doc {i}", "body": "x"} for i in range(7)]
+    assert (await client.post("/api/v1/documents", json=array, headers=admin)).status_code == 201
+    seen: list[str] = []
+    params: dict[str, str | int] = {"limit": 3}
+    while True:
+        page = (await client.get("/api/v1/documents", params=params, headers=admin)).json()
+        seen += [document["id"] for document in page["items"]]
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert len(seen) == 7
+    assert seen == sorted(seen, key=uuid.UUID)
+    refused = await client.get("/api/v1/documents", params={"cursor": "x"}, headers=admin)
+    assert refused.json()["error"]["code"] == "invalid_cursor"
 
 
 async def test_bad_documents_are_refused_with_the_line_that_is_wrong(

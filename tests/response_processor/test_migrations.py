@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from response_processor.domain.bootstrap import APPS
+from response_processor.db.piccolo_app import APPS
 from servicekit.migrations import migrate, migrate_back_to, migrate_to, ran_migrations
 from servicekit.testing import MakeDatabase, table_contents
 from tests.release_queries import check_release, load_release, service

@@ -17,14 +17,15 @@ from airlink.records import Response
 from batchformat import generate_key_pair, load_signing_key
 from response_processor.domain import audit
 from response_processor.domain.documents import DocumentIn, load_documents
-from response_processor.domain.requests import list_requests, reopen_dead_letter
 from response_processor.domain.snapshot import snapshot_if_due
 from response_processor.domain.users import UserIn, UserPatch, create_user, update_user
 from response_processor.link.service import ProcessorLink
 from response_processor.processing.handlers.base import Handler, HandlerContext
 from response_processor.processing.handlers.registry import load_registry
 from response_processor.processing.jobs import JobResources, JobSettings, run_request
-from response_processor.processing.reconcile import reconcile
+from response_processor.requests.lifecycle import reopen_dead_letter
+from response_processor.requests.reads import list_requests
+from response_processor.requests.reconcile import reconcile
 from response_processor.runtime import Runtime, open_runtime
 from response_processor.settings import ProcessorSettings
 from tests.response_processor.conftest import USER_PASSWORD

@@ -13,9 +13,9 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from response_processor.processing.worker import apply_retention
 from response_processor.runtime import Runtime, open_runtime
 from response_processor.settings import ProcessorSettings
+from response_processor.worker import apply_retention
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=31)  # the default retention is 30 days

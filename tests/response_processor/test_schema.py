@@ -19,7 +19,7 @@ from litestar.testing import TestClient
 from schemathesis import Case
 
 from response_processor.app import create_app
-from response_processor.domain.bootstrap import APPS
+from response_processor.db.piccolo_app import APPS
 from response_processor.settings import ProcessorSettings
 from servicekit.migrations import migrate
 from servicekit.testing import MakeDatabase

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from response_processor.processing.reconcile import reconcile
-from response_processor.processing.worker import build_worker
+from response_processor.requests.reconcile import reconcile
 from response_processor.runtime import Runtime, open_runtime
 from response_processor.settings import ProcessorSettings
+from response_processor.worker import build_worker
 from tests.response_processor.linkside import FakeGateway, request
 from tests.response_processor.test_processing import make_user, responses, status_of
 

@@ -183,7 +183,7 @@ async def _find_user(
 async def _ensure_documents(client: httpx.AsyncClient, admin: dict[str, str], say: Say) -> None:
     response = await client.get("/documents", params={"limit": 1000}, headers=admin)
     _expect(response, httpx.codes.OK, what="listing documents")
-    present = {document["id"] for document in response.json()}
+    present = {document["id"] for document in response.json()["items"]}
     missing = [document for document in demo_documents() if document["id"] not in present]
     if not missing:
         return
@@ -206,7 +206,7 @@ async def _wait_for_export(
     while time.monotonic() < deadline:
         response = await client.get("/batches/outbound", params={"limit": 50}, headers=admin)
         _expect(response, httpx.codes.OK, what="listing the processor's batches")
-        business = [batch for batch in response.json() if batch["business_count"] > 0]
+        business = [batch for batch in response.json()["items"] if batch["business_count"] > 0]
         unacknowledged = [batch for batch in business if batch["acknowledged_at"] is None]
         newer = [batch for batch in business if _time(batch["created_at"]) >= changed_at]
         if not unacknowledged and (newer or time.monotonic() >= fallback_at):

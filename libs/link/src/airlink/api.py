@@ -12,12 +12,10 @@ from litestar.params import QueryParameter
 from litestar.types import Guard
 
 from airlink.batches import InboundBatch, OutboundBatch, list_inbound, list_outbound
-from batchformat.models import MAX_SEQ
 from servicekit.database import Pool
+from servicekit.paging import Cursor, Page
 
 Limit = Annotated[int, QueryParameter(ge=1, le=500)]
-# A seq, or one past the largest (the newest page): a bigint column, so bounded like a seq.
-BeforeSeq = Annotated[int | None, QueryParameter(ge=0, le=MAX_SEQ + 1)]
 PoolOf = Callable[[ASGIConnection[Any, Any, Any, Any]], Pool]
 
 
@@ -29,7 +27,7 @@ class RecentBatches(msgspec.Struct, frozen=True):
 
 
 def batches_controller(pool_of: PoolOf, *, path: str, guards: Sequence[Guard]) -> type[Controller]:
-    """GET {path} (both ways), {path}/outbound and {path}/inbound, newest first."""
+    """GET {path} (both ways), {path}/outbound and {path}/inbound (paged), newest first."""
     prefix, guard_list = path, list(guards)
 
     class BatchesController(Controller):
@@ -43,30 +41,29 @@ def batches_controller(pool_of: PoolOf, *, path: str, guards: Sequence[Guard]) -
         async def recent(self, request: Request[Any, Any, Any], limit: Limit = 20) -> RecentBatches:
             """The newest batches each way."""
             async with pool_of(request).acquire() as conn:
-                return RecentBatches(
-                    await list_outbound(conn, limit=limit), await list_inbound(conn, limit=limit)
-                )
+                outbound = await list_outbound(conn, limit=limit)
+                return RecentBatches(outbound.items, (await list_inbound(conn, limit=limit)).items)
 
         @get("/outbound")
         async def outbound(
             self,
             request: Request[Any, Any, Any],
-            before_seq: BeforeSeq = None,
+            cursor: Cursor = None,
             limit: Limit = 100,
-        ) -> list[OutboundBatch]:
+        ) -> Page[OutboundBatch]:
             """Sent batches with their publication and acknowledgement."""
             async with pool_of(request).acquire() as conn:
-                return await list_outbound(conn, before_seq=before_seq, limit=limit)
+                return await list_outbound(conn, cursor=cursor, limit=limit)
 
         @get("/inbound")
         async def inbound(
             self,
             request: Request[Any, Any, Any],
-            before_seq: BeforeSeq = None,
+            cursor: Cursor = None,
             limit: Limit = 100,
-        ) -> list[InboundBatch]:
+        ) -> Page[InboundBatch]:
             """Received batches, each applied once however often it came."""
             async with pool_of(request).acquire() as conn:
-                return await list_inbound(conn, before_seq=before_seq, limit=limit)
+                return await list_inbound(conn, cursor=cursor, limit=limit)
 
     return BatchesController

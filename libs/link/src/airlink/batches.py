@@ -1,4 +1,5 @@
-"""Listing the batches a side has sent and received, for operators (`GET /api/v1/.../batches`)."""
+"""Listing the batches a side has sent and received, for operators (`GET /api/v1/.../batches`):
+by peer, newest first, behind `servicekit.paging` cursors naming `(peer, seq)`."""
 
 # ruff: noqa: S608 - the SQL interpolates only the constant names of airlink.schema
 from __future__ import annotations
@@ -10,21 +11,23 @@ from typing import Final
 import msgspec
 
 from airlink.schema import INBOUND_BATCH, OUTBOUND_BATCH
+from servicekit import paging
 from servicekit.database import Connection
+from servicekit.fields import BigInt, Text
 
 OUTBOUND_SQL: Final = f"""
     SELECT batch_id, peer, seq, reason AS kind, record_count, business_count, size_bytes,
            created_at, published_at, last_published_at, publish_count, acknowledged_at
     FROM {OUTBOUND_BATCH}
-    WHERE ($1::bigint IS NULL OR seq < $1)
-    ORDER BY peer, seq DESC LIMIT $2
+    WHERE $1::text IS NULL OR peer > $1 OR (peer = $1 AND seq < $2)
+    ORDER BY peer, seq DESC LIMIT $3
 """
 INBOUND_SQL: Final = f"""
     SELECT batch_id, source, seq, record_count, business_count, created_at,
            first_received_at, last_received_at, times_received
     FROM {INBOUND_BATCH}
-    WHERE ($1::bigint IS NULL OR seq < $1)
-    ORDER BY source, seq DESC LIMIT $2
+    WHERE $1::text IS NULL OR source > $1 OR (source = $1 AND seq < $2)
+    ORDER BY source, seq DESC LIMIT $3
 """
 
 
@@ -59,17 +62,23 @@ class InboundBatch(msgspec.Struct, frozen=True):
     times_received: int
 
 
+BatchCursor = tuple[Text, BigInt]
+"""A listing's position: `(peer, seq)` of the last batch seen."""
+
+
 async def list_outbound(
-    conn: Connection, *, before_seq: int | None = None, limit: int = 100
-) -> list[OutboundBatch]:
-    """Sent batches, newest first; page with the last seq seen as `before_seq`."""
-    rows = await conn.fetch(OUTBOUND_SQL, before_seq, limit)
-    return [OutboundBatch(**dict(row)) for row in rows]
+    conn: Connection, *, cursor: str | None = None, limit: int = 100
+) -> paging.Page[OutboundBatch]:
+    """Sent batches, by peer and newest first."""
+    after = paging.decode_cursor(cursor, BatchCursor) if cursor else (None, None)
+    rows = await conn.fetch(OUTBOUND_SQL, *after, limit + 1)
+    return paging.page_of(rows, limit, lambda row: OutboundBatch(**row), lambda b: (b.peer, b.seq))
 
 
 async def list_inbound(
-    conn: Connection, *, before_seq: int | None = None, limit: int = 100
-) -> list[InboundBatch]:
-    """Received batches, newest first; page with the last seq seen as `before_seq`."""
-    rows = await conn.fetch(INBOUND_SQL, before_seq, limit)
-    return [InboundBatch(**dict(row)) for row in rows]
+    conn: Connection, *, cursor: str | None = None, limit: int = 100
+) -> paging.Page[InboundBatch]:
+    """Received batches, by source and newest first."""
+    after = paging.decode_cursor(cursor, BatchCursor) if cursor else (None, None)
+    rows = await conn.fetch(INBOUND_SQL, *after, limit + 1)
+    return paging.page_of(rows, limit, lambda row: InboundBatch(**row), lambda b: (b.source, b.seq))

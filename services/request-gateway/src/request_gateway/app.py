@@ -22,8 +22,8 @@ from request_gateway.api.admin import AdminController, BatchesController
 from request_gateway.api.request_events import RequestEventsController
 from request_gateway.api.requests import RequestsController
 from request_gateway.changes import running_feed
-from request_gateway.credentials import Credentials
 from request_gateway.health import health_checks
+from request_gateway.identity.credentials import Credentials
 from request_gateway.runtime import open_runtime
 from request_gateway.settings import GatewaySettings, load
 from request_gateway.web import Portal

@@ -14,7 +14,8 @@ from typing import Final
 
 import structlog
 
-from request_gateway.runtime import APPS, embedded_services, prepare_database
+from request_gateway.db.piccolo_app import APPS
+from request_gateway.runtime import embedded_services, prepare_database
 from request_gateway.settings import PREFIX, GatewaySettings, load
 from servicekit.maintenance import (
     BACKUP_COMMANDS,

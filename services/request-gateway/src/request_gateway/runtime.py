@@ -22,7 +22,8 @@ from airlink.runner import Link
 from authkit.login_limits import LoginLimiter
 from authkit.sessions import RefreshTokenPolicy
 from authkit.tokens import AccessTokenIssuer, AccessTokenVerifier, token_pair
-from request_gateway.identity import IdentityCache
+from request_gateway.db.piccolo_app import APPS
+from request_gateway.identity.cache import IdentityCache
 from request_gateway.link.service import GatewayLink
 from request_gateway.settings import GatewaySettings
 from servicekit.database import Pool, open_pool, watch_pool
@@ -31,7 +32,6 @@ from servicekit.migrations import migrate
 from servicekit.ratelimit import RateLimiter
 from servicekit.redis_url import parse_redis_url
 
-APPS: Final = ["airlink.piccolo_app", "authkit.piccolo_app", "request_gateway.db.piccolo_app"]
 RATE_LIMIT_KEY_PREFIX: Final = "gateway:rate:"
 """Redis keys of the per-user request rate limits (GCRA state, one key per user)."""
 

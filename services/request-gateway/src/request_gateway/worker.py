@@ -15,24 +15,17 @@ from airlink import retention as link_retention
 from request_gateway.domain import requests
 from request_gateway.domain.retention import delete_finished_requests
 from request_gateway.health import health_checks
+from request_gateway.metrics import OLDEST_PENDING_AGE
 from request_gateway.runtime import Runtime, open_runtime
 from request_gateway.settings import GatewaySettings
 from servicekit import retention
 from servicekit.database import Connection, Pool
-from servicekit.metrics import declare_gauge
 from servicekit.server import embedded_server, operational_app, run_every
 
 EXPIRE_CHUNK: Final = 10_000
 # The request_pending_idx partial index has exactly this predicate: one index probe.
 OLDEST_PENDING_SQL: Final = (
     f"SELECT min(created_at) FROM request WHERE status IN {requests.PENDING}"  # noqa: S608
-)
-
-# Set by the worker alone, after each expiry pass (alert: requests left unanswered).
-OLDEST_PENDING_AGE = declare_gauge(
-    "gateway_oldest_pending_request_age_seconds",
-    "Age of the oldest request still queued, exported or delivered (0 when none).",
-    multiprocess_mode="mostrecent",
 )
 
 log = structlog.get_logger("request_gateway.worker")

@@ -16,8 +16,8 @@ from typing import Final
 import asyncpg
 import structlog
 
+from response_processor.db.piccolo_app import APPS
 from response_processor.domain.bootstrap import (
-    APPS,
     CreatedAdmin,
     announce,
     create_admin,
@@ -76,7 +76,7 @@ def _dispatch(args: argparse.Namespace, settings: ProcessorSettings) -> int:
 
         asyncio.run(serve(settings))
     elif args.command == "worker":
-        from response_processor.processing.worker import run_worker
+        from response_processor.worker import run_worker
 
         asyncio.run(run_worker(settings))
     elif args.command == "migrate":

@@ -9,7 +9,7 @@ from litestar.connection import ASGIConnection
 from authkit.error_codes import AuthError, AuthErrorCode
 from authkit.identity import current_user
 from request_gateway.changes import ChangeFeed
-from request_gateway.identity import GatewayUser
+from request_gateway.identity.cache import GatewayUser
 from request_gateway.runtime import Runtime
 
 

@@ -21,7 +21,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from request_gateway.api.context import change_feed_of, gateway_user, runtime_of
 from request_gateway.changes import ChangeFeed
 from request_gateway.domain import requests
-from request_gateway.identity import GatewayUser
+from request_gateway.identity.cache import GatewayUser
 from request_gateway.runtime import Runtime
 from servicekit.errors import ApiError
 

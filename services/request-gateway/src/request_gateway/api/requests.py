@@ -17,7 +17,7 @@ from request_gateway.api.context import change_feed_of, gateway_user, runtime_of
 from request_gateway.domain import requests
 from request_gateway.domain.requests import Page, RequestOut, Status
 from request_gateway.errors import GatewayErrorCode, gateway_error
-from request_gateway.identity import Profile
+from request_gateway.identity.cache import Profile
 from servicekit.errors import ApiError, validation_error
 from servicekit.fields import Text
 from servicekit.middleware import request_id_for

@@ -1,6 +1,8 @@
-"""The gateway's Piccolo app: its tables and migrations."""
+"""The gateway's Piccolo app: its tables and migrations, and `APPS`, every app the service
+migrates, in order."""
 
 from pathlib import Path
+from typing import Final
 
 from piccolo.conf.apps import AppConfig
 
@@ -11,3 +13,5 @@ APP_CONFIG = AppConfig(
     migrations_folder_path=str(Path(__file__).parent / "migrations"),
     table_classes=[ProfileType, AppUser, ApiKey, Request, UserQuota, AuditEntry],
 )
+
+APPS: Final = ["airlink.piccolo_app", "authkit.piccolo_app", "request_gateway.db.piccolo_app"]

@@ -16,8 +16,8 @@ from typing import Annotated, Final
 
 import msgspec
 
-from request_gateway import notifications
 from request_gateway.errors import GatewayErrorCode, gateway_error
+from request_gateway.identity import notifications
 from servicekit.database import Connection
 
 KEY_PREFIX: Final = "ak_"

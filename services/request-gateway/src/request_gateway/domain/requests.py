@@ -21,7 +21,7 @@ import asyncpg
 import msgspec
 
 from airlink.outbox import enqueue
-from airlink.records import Cancel, Request, Response
+from airlink.records import Cancel, Request, RequestErrorCode, Response
 from request_gateway.errors import GatewayErrorCode, gateway_error
 from servicekit import paging
 from servicekit.database import Connection
@@ -61,7 +61,7 @@ LIST_SQL: Final = f"""
     ORDER BY created_at DESC, id DESC LIMIT $5
 """  # noqa: S608
 CANCEL_QUEUED_SQL: Final = f"""
-    UPDATE request SET status = 'cancelled', error_code = 'cancelled',
+    UPDATE request SET status = 'cancelled', error_code = '{RequestErrorCode.CANCELLED}',
         error_message = 'Cancelled before it was sent.', updated_at = now()
     WHERE id = $1 AND user_id = $2 AND status = 'queued'
     RETURNING {COLUMNS}
@@ -72,12 +72,12 @@ FORWARD_CANCEL_SQL: Final = f"""
       AND cancel_requested_at IS NULL
     RETURNING {COLUMNS}, cancel_requested_at
 """  # noqa: S608
-CANCEL_QUEUED_OF_USERS_SQL: Final = """
-    UPDATE request SET status = 'cancelled', error_code = 'account_inactive',
+CANCEL_QUEUED_OF_USERS_SQL: Final = f"""
+    UPDATE request SET status = 'cancelled', error_code = '{RequestErrorCode.ACCOUNT_INACTIVE}',
         error_message = 'The account was deactivated before the request was sent.',
         updated_at = now()
     WHERE user_id = ANY($1) AND status = 'queued'
-"""
+"""  # noqa: S608 - the code is our own constant
 # Requests of inactive or unknown users stay behind (their lock-out cancels them).
 STAGE_SQL: Final = """
     WITH picked AS (
@@ -108,19 +108,19 @@ APPLY_RESPONSES_SQL: Final = """
         OR (r.status IN ('completed', 'failed') AND r.finished_at < a.finished_at))
     RETURNING r.id
 """
-EXPIRE_SQL: Final = """
+EXPIRE_SQL: Final = f"""
     WITH due AS (
         SELECT id, user_id, status FROM request
         WHERE status IN ('queued', 'exported', 'delivered') AND created_at < $1
         ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED
     ), expired AS (
-        UPDATE request r SET status = 'expired', error_code = 'expired',
+        UPDATE request r SET status = 'expired', error_code = '{RequestErrorCode.EXPIRED}',
             error_message = 'No answer came within the request time to live.',
             updated_at = now()
         FROM due WHERE r.id = due.id
     )
     SELECT id, user_id, status FROM due
-"""
+"""  # noqa: S608 - the code is our own constant
 
 _decoder = msgspec.json.Decoder()
 _payload_decoder = msgspec.json.Decoder(dict[str, Any])

@@ -18,8 +18,8 @@ import msgspec
 
 from airlink.records import ProfileType, User, UserSnapshot
 from authkit.sessions import RevokeReason, revoke_all_for_users
-from request_gateway import notifications
 from request_gateway.domain.requests import cancel_queued_of_users
+from request_gateway.identity import notifications
 from servicekit.database import Connection
 
 R = TypeVar("R", User, ProfileType)

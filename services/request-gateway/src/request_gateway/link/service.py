@@ -5,22 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import structlog
-from prometheus_client import Counter
 
 from airlink import LinkService
 from airlink.records import GatewayBusiness, ProfileType, Request, Response, User, UserSnapshot
 from batchformat import Header
 from request_gateway.domain import requests, sync
 from request_gateway.domain.audit import Action
+from request_gateway.metrics import RESPONSES
 from servicekit import audit
 from servicekit.database import Connection
-
-RESPONSES = Counter(
-    "gateway_responses_imported",
-    "Responses imported, by whether they settled a request or were ignored (unknown, "
-    "already final, or older than the stored outcome).",
-    ["outcome"],
-)
 
 log = structlog.get_logger("request_gateway.link")
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Controller, Request, delete, get, post
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from response_processor.api.context import actor_of, runtime_of
@@ -16,7 +16,7 @@ from response_processor.api.guards import MANAGE, READ
 from response_processor.domain import audit
 from response_processor.domain.documents import (
     DocumentIn,
-    DocumentSummary,
+    DocumentPage,
     LoadResult,
     delete_document,
     list_documents,
@@ -26,6 +26,7 @@ from response_processor.domain.documents import (
 from response_processor.errors import ProcessorErrorCode, not_found
 from response_processor.runtime import Runtime
 from servicekit.errors import ApiError, validation_error
+from servicekit.paging import Cursor
 
 JSON_LINES_TYPES: Final = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
 
@@ -52,12 +53,12 @@ class DocumentsController(Controller):
     async def list(
         self,
         request: Request[Any, Any, Any],
-        after: FromQuery[uuid.UUID | None] = None,
+        cursor: Cursor = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-    ) -> list[DocumentSummary]:
-        """Documents by id, without their bodies."""
+    ) -> DocumentPage:
+        """Documents by id, without their bodies; pass `next_cursor` as `cursor` for more."""
         async with runtime_of(request).pool.acquire() as conn:
-            return await list_documents(conn, after=after, limit=limit)
+            return await list_documents(conn, cursor=cursor, limit=limit)
 
     @delete("/{document_id:uuid}", guards=[MANAGE], status_code=HTTP_204_NO_CONTENT)
     async def remove(

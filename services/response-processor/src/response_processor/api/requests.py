@@ -11,17 +11,17 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from response_processor.api.context import actor_of, runtime_of
 from response_processor.api.guards import READ
-from response_processor.domain.requests import (
+from response_processor.requests.lifecycle import reopen_dead_letter
+from response_processor.requests.queue import enqueue_request
+from response_processor.requests.reads import (
     DeadLetterPage,
     RequestOut,
     RequestPage,
-    Status,
     get_request,
     list_dead_letters,
     list_requests,
-    reopen_dead_letter,
 )
-from response_processor.processing.queue import enqueue_request
+from response_processor.requests.status import RequestStatus
 from servicekit.fields import BigIntPath
 from servicekit.paging import Cursor
 
@@ -39,7 +39,7 @@ class RequestsController(Controller):
     async def list(
         self,
         request: Request[Any, Any, Any],
-        status: FromQuery[Status | None] = None,
+        status: FromQuery[RequestStatus | None] = None,
         user_id: FromQuery[uuid.UUID | None] = None,
         cursor: Cursor = None,
         limit: Limit = 100,

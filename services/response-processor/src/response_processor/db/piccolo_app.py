@@ -1,6 +1,8 @@
-"""The processor's Piccolo app: its tables and migrations."""
+"""The processor's Piccolo app: its tables and migrations, and `APPS`, every app the service
+migrates, in order."""
 
 from pathlib import Path
+from typing import Final
 
 from piccolo.conf.apps import AppConfig
 
@@ -29,3 +31,5 @@ APP_CONFIG = AppConfig(
         SeedApplied,
     ],
 )
+
+APPS: Final = ["airlink.piccolo_app", "authkit.piccolo_app", "response_processor.db.piccolo_app"]

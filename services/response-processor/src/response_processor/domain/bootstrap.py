@@ -16,6 +16,7 @@ import msgspec
 
 from airlink.outbox import enqueue
 from authkit.passwords import hash_password
+from response_processor.db.piccolo_app import APPS
 from response_processor.domain import audit
 from response_processor.domain.profile_types import ProfileTypeIn, get_profile_type
 from response_processor.domain.users import user_records
@@ -25,7 +26,6 @@ from servicekit.migrations import migrate
 
 SEED_FILE: Final = Path(__file__).parents[1] / "db" / "seed" / "profile_types.toml"
 SEED_KIND: Final = "profile_type"
-APPS: Final = ["airlink.piccolo_app", "authkit.piccolo_app", "response_processor.db.piccolo_app"]
 BOOTSTRAP_LOCK_ID: Final = 0x50_72_6F_63_42_6F_6F_74  # "ProcBoot"
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Final
 
 import msgspec
 
+from servicekit import paging
 from servicekit.database import Connection
 from servicekit.fields import Text
 
@@ -84,17 +85,22 @@ class DocumentSummary(msgspec.Struct, frozen=True):
     created_at: datetime
 
 
-async def list_documents(
-    conn: Connection, *, after: uuid.UUID | None, limit: int
-) -> list[DocumentSummary]:
-    """Documents by id, `limit` at a time after `after`."""
+DocumentPage = paging.Page[DocumentSummary]
+"""A page of documents, by id."""
+DocumentCursor = tuple[uuid.UUID]
+"""A listing's position: the id of the last document seen."""
+
+
+async def list_documents(conn: Connection, *, cursor: str | None, limit: int) -> DocumentPage:
+    """Documents by id, `limit` at a time."""
+    (after,) = paging.decode_cursor(cursor, DocumentCursor) if cursor else (None,)
     rows = await conn.fetch(
         """SELECT id, title, length(body) AS body_chars, created_at FROM document
            WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2""",
         after,
-        limit,
+        limit + 1,
     )
-    return [DocumentSummary(**dict(row)) for row in rows]
+    return paging.page_of(rows, limit, lambda row: DocumentSummary(**row), lambda doc: (doc.id,))
 
 
 async def delete_document(conn: Connection, document_id: uuid.UUID) -> bool:

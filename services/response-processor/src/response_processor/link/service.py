@@ -1,52 +1,20 @@
-"""The processor's side of the link: requests are stored once, cancels honoured if in time,
-and each request stored gets its job once the import committed."""
+"""The processor's side of the link: a batch's requests and cancels are applied by
+`requests.inbound`, and each request stored gets its job once the import committed."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Final, Never
+from typing import Never
 
-import msgspec
 from arq import ArqRedis
 
 from airlink import ImportReport, LinkService
-from airlink.records import Cancel, ProcessorBusiness, Request
+from airlink.records import ProcessorBusiness
 from batchformat import Header
-from response_processor.processing.outcomes import finish
-from response_processor.processing.queue import enqueue_requests
+from response_processor.requests.inbound import apply_inbound
+from response_processor.requests.queue import enqueue_requests
 from servicekit.database import Connection
-
-# A request seen before (a resent batch) is left alone: it is stored and run once.
-INSERT_REQUESTS_SQL: Final = """
-    INSERT INTO request (id, user_id, type, payload, trace_id, created_at, source_batch_id)
-    SELECT r.*, $7 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[],
-                              $6::timestamptz[]) AS r
-    ON CONFLICT (id) DO NOTHING
-    RETURNING id
-"""
-# A cancel that came before its request (batches cross out of order) still counts.
-EARLIER_CANCELS_SQL: Final = """
-    UPDATE request r SET cancel_requested = true
-    FROM request_cancel c
-    WHERE c.request_id = ANY($1) AND r.id = c.request_id AND r.user_id = c.user_id
-"""
-# Cancels are kept on their own, so that one arriving before its request still counts.
-INSERT_CANCELS_SQL: Final = """
-    INSERT INTO request_cancel (request_id, user_id, requested_at)
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[])
-    ON CONFLICT (request_id) DO NOTHING
-"""
-# Only the request's own user may cancel it; one that has started runs to its end.
-MARK_CANCELLED_SQL: Final = """
-    UPDATE request r SET cancel_requested = true
-    FROM unnest($1::uuid[], $2::uuid[]) AS c (request_id, user_id)
-    WHERE r.id = c.request_id AND r.user_id = c.user_id AND r.status = 'received'
-    RETURNING r.id
-"""
-
-_encoder = msgspec.json.Encoder(order="deterministic")
-
 
 NewRequests = list[uuid.UUID]
 """What applying a chunk did that must follow the commit: the requests it stored."""
@@ -64,45 +32,10 @@ class ProcessorLink(LinkService[ProcessorBusiness, Never, NewRequests]):
         self, conn: Connection, records: Sequence[ProcessorBusiness], header: Header
     ) -> NewRequests:
         """Store new requests (once) and apply cancels; nothing here runs a handler."""
-        requests = [record for record in records if isinstance(record, Request)]
-        cancels = [record for record in records if isinstance(record, Cancel)]
-        stored = await _insert_requests(conn, requests, header.batch_id) if requests else []
-        if cancels:
-            await _apply_cancels(conn, cancels)
-        return stored
+        return await apply_inbound(conn, records, header.batch_id)
 
     async def committed(self, report: ImportReport[NewRequests]) -> None:
         """Queue a job for each request the pass stored (reconciliation redoes it if this fails)."""
         new_requests = [request for stored in report.effects() for request in stored]
         if new_requests:
             await enqueue_requests(self.arq, new_requests)
-
-
-async def _insert_requests(
-    conn: Connection, requests: Sequence[Request], batch_id: uuid.UUID
-) -> list[uuid.UUID]:
-    rows = await conn.fetch(
-        INSERT_REQUESTS_SQL,
-        [request.id for request in requests],
-        [request.user_id for request in requests],
-        [request.type for request in requests],
-        [_encoder.encode(request.payload).decode() for request in requests],
-        [request.trace_id for request in requests],
-        [request.created_at for request in requests],
-        batch_id,
-    )
-    stored = [row["id"] for row in rows]
-    if stored and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM request_cancel)"):
-        await conn.execute(EARLIER_CANCELS_SQL, stored)
-    return stored
-
-
-async def _apply_cancels(conn: Connection, cancels: Sequence[Cancel]) -> None:
-    request_ids = [cancel.request_id for cancel in cancels]
-    user_ids = [cancel.user_id for cancel in cancels]
-    await conn.execute(
-        INSERT_CANCELS_SQL, request_ids, user_ids, [cancel.requested_at for cancel in cancels]
-    )
-    # Requests not started yet are answered "cancelled" now, in this transaction.
-    for row in await conn.fetch(MARK_CANCELLED_SQL, request_ids, user_ids):
-        await finish(conn, row["id"], "cancelled")

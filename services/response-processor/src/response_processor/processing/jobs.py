@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -15,12 +15,10 @@ import structlog
 from arq import Retry
 
 from airlink.records import RequestErrorCode, ResponseError
-from response_processor.processing import metrics
+from response_processor import metrics
 from response_processor.processing.handlers.base import Handler, HandlerContext, HandlerError
-from response_processor.processing.outcomes import RequestToRun, finish, load_request, start
+from response_processor.requests.lifecycle import RequestToRun, finish, load_request, start
 from servicekit.database import Connection
-
-JOB_NAME: Final = "process_request"
 
 log = structlog.get_logger("response_processor.jobs")
 

@@ -22,8 +22,8 @@ async def batches(request: Request[Any, Any, Any]) -> Template:
     """The newest batches each way (the link's own listings) and the quarantine."""
     runtime = runtime_of(request)
     async with runtime.pool.acquire() as conn:
-        outbound = await list_outbound(conn, limit=RECENT)
-        inbound = await list_inbound(conn, limit=RECENT)
+        outbound = (await list_outbound(conn, limit=RECENT)).items
+        inbound = (await list_inbound(conn, limit=RECENT)).items
     quarantined = await asyncio.to_thread(read_quarantine, runtime.link.settings.quarantine_dir)
     return render(
         request, "batches.html", outbound=outbound, inbound=inbound, quarantined=quarantined

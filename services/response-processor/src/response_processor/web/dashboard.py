@@ -16,9 +16,9 @@ from litestar.response import Template
 from airlink.batches import list_outbound
 from response_processor.api.context import runtime_of
 from response_processor.api.guards import READ
-from response_processor.domain.requests import count_open_dead_letters
 from response_processor.health import health_checks
-from response_processor.processing.reconcile import read_backlog
+from response_processor.requests.reads import count_open_dead_letters
+from response_processor.requests.reconcile import read_backlog
 from response_processor.web.quarantine import read_quarantine
 from response_processor.web.render import render
 from servicekit.health import run_health_checks
@@ -38,7 +38,7 @@ async def dashboard(request: Request[Any, Any, Any]) -> Template:
     )
     async with runtime.pool.acquire() as conn:
         open_dead_letters = await count_open_dead_letters(conn)
-        outbound = await list_outbound(conn, limit=RECENT)
+        outbound = (await list_outbound(conn, limit=RECENT)).items
     quarantined = await asyncio.to_thread(read_quarantine, runtime.link.settings.quarantine_dir)
     return render(
         request,

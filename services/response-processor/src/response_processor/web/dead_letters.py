@@ -12,14 +12,14 @@ from litestar.response import Redirect, Template
 
 from response_processor.api.context import actor_of, runtime_of
 from response_processor.api.guards import READ
-from response_processor.domain.requests import (
+from response_processor.errors import ProcessorErrorCode, not_found
+from response_processor.requests.lifecycle import reopen_dead_letter
+from response_processor.requests.queue import enqueue_request
+from response_processor.requests.reads import (
     get_dead_letter,
     get_request,
     list_dead_letters,
-    reopen_dead_letter,
 )
-from response_processor.errors import ProcessorErrorCode, not_found
-from response_processor.processing.queue import enqueue_request
 from response_processor.web.render import render
 from servicekit.errors import ApiError
 from servicekit.fields import BigIntPath

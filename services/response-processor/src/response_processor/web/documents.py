@@ -86,7 +86,7 @@ async def _page(
 ) -> Template:
     runtime = runtime_of(request)
     async with runtime.pool.acquire() as conn:
-        documents = await list_documents(conn, after=None, limit=PAGE_SIZE)
+        documents = (await list_documents(conn, cursor=None, limit=PAGE_SIZE)).items
     preview = await _preview(request, q) if q else None
     return render(
         request,

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from response_processor.processing.outcomes import FINAL_STATUSES
-from servicekit.database import Connection
+from response_processor.requests.status import FINAL_SQL
+from servicekit import retention
+from servicekit.database import Connection, Pool
 
 # request_received_idx walks the oldest requests first; a request finishes after it arrives.
 _FINISHED_BEFORE: Final = f"""
     SELECT r.id FROM request AS r
     WHERE r.received_at < $1 AND coalesce(r.finished_at, r.received_at) < $1
-      AND r.status IN {FINAL_STATUSES}
+      AND r.status IN {FINAL_SQL}
       AND NOT EXISTS (
           SELECT 1 FROM dead_letter AS d WHERE d.request = r.id AND d.retried_at IS NULL)
     ORDER BY r.received_at LIMIT $2
@@ -64,6 +65,27 @@ async def delete_finished_requests(
 async def delete_orphan_cancels(conn: Connection, older_than: datetime, limit: int) -> int:
     """Delete up to `limit` cancels received before `older_than` whose request never came."""
     return _count(await conn.execute(_DELETE_ORPHAN_CANCELS, older_than, limit))
+
+
+async def purge_requests(pool: Pool, older_than: datetime) -> dict[str, int]:
+    """Delete, chunk by chunk, what finished before `older_than`; count it in the metrics and
+    return the counts by table."""
+    purged = {"requests": 0, "dead_letters": 0, "request_cancels": 0}
+
+    async def requests_chunk(conn: Connection, limit: int) -> int:
+        chunk = await delete_finished_requests(conn, older_than, limit)
+        purged["dead_letters"] += chunk.dead_letters
+        purged["request_cancels"] += chunk.request_cancels
+        return chunk.requests
+
+    async def cancels_chunk(conn: Connection, limit: int) -> int:
+        return await delete_orphan_cancels(conn, older_than, limit)
+
+    purged["requests"] = await retention.purge_in_chunks(pool, requests_chunk)
+    purged["request_cancels"] += await retention.purge_in_chunks(pool, cancels_chunk)
+    for what, count in purged.items():
+        retention.count_purged(what, count)
+    return purged
 
 
 def _count(status: str) -> int:

@@ -2,7 +2,7 @@
 
 A sync import or an API key change sends `NOTIFY` inside its own transaction, so the news
 arrives exactly when the change is committed; each server process listens and drops the
-entries it had cached (`request_gateway.identity`).
+entries it had cached (`request_gateway.identity.cache`).
 """
 
 from __future__ import annotations

@@ -1,20 +1,18 @@
-"""Reading requests, and putting dead-lettered ones back in the queue."""
+"""Requests and dead letters as operators read them."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 
-from response_processor.domain import audit
-from response_processor.errors import ProcessorErrorCode, conflict, not_found
+from response_processor.errors import ProcessorErrorCode, not_found
+from response_processor.requests.status import RequestStatus
 from servicekit import paging
 from servicekit.database import Connection
 from servicekit.fields import BigInt
-
-Status = Literal["received", "processing", "completed", "failed", "cancelled", "rejected"]
 
 COLUMNS: Final = (
     "id, user_id, type, payload, status, attempts, result, error_code, error_message, trace_id, "
@@ -35,7 +33,7 @@ class RequestOut(msgspec.Struct, frozen=True):
     id: uuid.UUID
     user_id: uuid.UUID
     type: str
-    status: str
+    status: RequestStatus
     payload: Any
     response: Any
     error: ErrorOut | None
@@ -101,7 +99,7 @@ async def get_request(conn: Connection, request_id: uuid.UUID) -> RequestOut:
 async def list_requests(
     conn: Connection,
     *,
-    status: Status | None,
+    status: RequestStatus | None,
     user_id: uuid.UUID | None,
     cursor: str | None,
     limit: int,
@@ -168,38 +166,3 @@ async def count_open_dead_letters(conn: Connection) -> int:
     """Dead letters nobody has retried yet."""
     count: int = await conn.fetchval("SELECT count(*) FROM dead_letter WHERE retried_at IS NULL")
     return count
-
-
-async def reopen_dead_letter(
-    conn: Connection, dead_letter_id: int, actor: audit.Actor
-) -> uuid.UUID:
-    """Mark the dead letter retried and its request received again; return the request id.
-
-    The caller queues the job after commit. The request's final answer already went to the
-    gateway: the new outcome follows as a later response.
-    """
-    async with conn.transaction():
-        row = await conn.fetchrow(
-            "SELECT request, retried_at FROM dead_letter WHERE id = $1 FOR UPDATE",
-            dead_letter_id,
-        )
-        if row is None:
-            raise not_found(ProcessorErrorCode.DEAD_LETTER_NOT_FOUND, "the dead letter")
-        if row["retried_at"] is not None:
-            raise conflict(ProcessorErrorCode.DEAD_LETTER_ALREADY_RETRIED, "already retried")
-        request_id: uuid.UUID = row["request"]
-        await conn.execute(
-            "UPDATE dead_letter SET retried_at = now(), retried_by = $2 WHERE id = $1",
-            dead_letter_id,
-            actor.id,
-        )
-        await conn.execute(
-            """UPDATE request SET status = 'received', attempts = 0, result = NULL,
-                   error_code = NULL, error_message = NULL, started_at = NULL, finished_at = NULL
-               WHERE id = $1""",
-            request_id,
-        )
-        await audit.record(
-            conn, actor, audit.Action.DEAD_LETTER_RETRIED, target=f"request:{request_id}"
-        )
-    return request_id

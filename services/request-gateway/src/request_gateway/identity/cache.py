@@ -3,7 +3,7 @@
 An authenticated request needs its user (active? which session version, roles, profile)
 and its profile type (limits): read from PostgreSQL once, then served from memory for up
 to `ttl_s`. Changes are pushed: every sync import and API key change sends a NOTIFY in its
-transaction (`request_gateway.notifications`), and `IdentityCache.listen` drops the
+transaction (`request_gateway.identity.notifications`), and `IdentityCache.listen` drops the
 entries it names the moment the change commits. While the listening connection is down,
 the cache is bypassed, so a missed notification can never keep a revoked user signed in.
 """
@@ -20,16 +20,11 @@ from typing import Any, Final, Generic, TypeVar
 import asyncpg
 import msgspec
 import structlog
-from prometheus_client import Counter
 
-from request_gateway import notifications
+from request_gateway.identity import notifications
+from request_gateway.metrics import IDENTITY_LOOKUPS
 from servicekit.database import Pool
 
-LOOKUPS = Counter(
-    "gateway_identity_cache_lookups",
-    "Lookups of users, profile types and API keys on the request path, by cache and result.",
-    ["cache", "result"],
-)
 RECONNECT_S: Final = 1.0
 
 USER_SQL: Final = """
@@ -90,8 +85,8 @@ class _Shelf(Generic[K, V]):
 
     def __init__(self, name: str) -> None:
         self.entries: dict[K, tuple[float, V | None]] = {}
-        self.hits = LOOKUPS.labels(name, "hit")
-        self.misses = LOOKUPS.labels(name, "miss")
+        self.hits = IDENTITY_LOOKUPS.labels(name, "hit")
+        self.misses = IDENTITY_LOOKUPS.labels(name, "miss")
 
     def get(self, key: K, now: float, ttl_s: float) -> tuple[bool, V | None]:
         found = self.entries.get(key)
@@ -141,7 +136,7 @@ class IdentityCache:
         return value
 
     def invalidate(self, message: str) -> None:
-        """Drop what a notification names (`request_gateway.notifications`)."""
+        """Drop what a notification names (`request_gateway.identity.notifications`)."""
         if message.startswith(notifications.USER_PREFIX):
             with contextlib.suppress(ValueError):
                 self._users.entries.pop(uuid.UUID(message[len(notifications.USER_PREFIX) :]), None)

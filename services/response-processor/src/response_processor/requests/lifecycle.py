@@ -1,4 +1,5 @@
-"""A request's way through the processor, as database transitions.
+"""A request's way through the processor, as database transitions: started, finished
+(answered), and reopened from its dead letter by an operator.
 
 Every final outcome is written together with the response record for the gateway, in one
 transaction, and only if the request is not final yet: however often a job runs (a worker
@@ -16,10 +17,10 @@ import msgspec
 
 from airlink.outbox import enqueue
 from airlink.records import RequestErrorCode, Response, ResponseError, ResponseStatus
+from response_processor.domain import audit
+from response_processor.errors import ProcessorErrorCode, conflict, not_found
+from response_processor.requests.status import FINAL, UNFINISHED_SQL, RequestStatus
 from servicekit.database import Connection
-
-FINAL_STATUSES: Final = ("completed", "failed", "cancelled", "rejected")
-UNFINISHED_STATUSES: Final = ("received", "processing")
 
 LOAD_SQL: Final = """
     SELECT r.id, r.user_id, r.type, r.payload, r.status, r.attempts, r.trace_id,
@@ -30,17 +31,22 @@ LOAD_SQL: Final = """
     LEFT JOIN profile_type p ON p.name = u.profile_type
     WHERE r.id = $1
 """
-START_SQL: Final = """
+START_SQL: Final = f"""
     UPDATE request
-    SET status = 'processing', attempts = attempts + 1, started_at = coalesce(started_at, now())
-    WHERE id = $1 AND status IN ('received', 'processing')
+    SET status = $2, attempts = attempts + 1, started_at = coalesce(started_at, now())
+    WHERE id = $1 AND status IN {UNFINISHED_SQL}
     RETURNING attempts
-"""
-FINISH_SQL: Final = """
+"""  # noqa: S608 - the statuses are our own constants
+FINISH_SQL: Final = f"""
     UPDATE request
     SET status = $2, result = $3::jsonb, error_code = $4, error_message = $5, finished_at = $6
-    WHERE id = $1 AND status IN ('received', 'processing')
+    WHERE id = $1 AND status IN {UNFINISHED_SQL}
     RETURNING trace_id, attempts
+"""  # noqa: S608
+REOPEN_SQL: Final = """
+    UPDATE request SET status = $2, attempts = 0, result = NULL,
+        error_code = NULL, error_message = NULL, started_at = NULL, finished_at = NULL
+    WHERE id = $1
 """
 DEAD_LETTER_SQL: Final = """
     INSERT INTO dead_letter (request, error_code, error_message, attempts)
@@ -58,7 +64,7 @@ class RequestToRun:
     user_id: uuid.UUID
     type: str
     payload: Any
-    status: str
+    status: RequestStatus
     attempts: int
     trace_id: str
     cancel_requested: bool
@@ -69,7 +75,7 @@ class RequestToRun:
     @property
     def is_final(self) -> bool:
         """Whether an outcome was recorded already."""
-        return self.status in FINAL_STATUSES
+        return self.status in FINAL
 
     def refusal(self, payload_bytes: int) -> Refusal | None:
         """Why this request must be answered with an error instead of run, if it must."""
@@ -102,7 +108,8 @@ async def load_request(connection: Connection, request_id: uuid.UUID) -> Request
 
 async def start(connection: Connection, request_id: uuid.UUID) -> int | None:
     """Mark the request as processing; its attempt number, or None if it is final already."""
-    attempts: int | None = await connection.fetchval(START_SQL, request_id)
+    processing: RequestStatus = "processing"
+    attempts: int | None = await connection.fetchval(START_SQL, request_id, processing)
     return attempts
 
 
@@ -143,3 +150,34 @@ async def finish(
         )
         await enqueue(connection, [response])
     return True
+
+
+async def reopen_dead_letter(
+    conn: Connection, dead_letter_id: int, actor: audit.Actor
+) -> uuid.UUID:
+    """Mark the dead letter retried and its request received again; return the request id.
+
+    The caller queues the job after commit. The request's final answer already went to the
+    gateway: the new outcome follows as a later response.
+    """
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT request, retried_at FROM dead_letter WHERE id = $1 FOR UPDATE",
+            dead_letter_id,
+        )
+        if row is None:
+            raise not_found(ProcessorErrorCode.DEAD_LETTER_NOT_FOUND, "the dead letter")
+        if row["retried_at"] is not None:
+            raise conflict(ProcessorErrorCode.DEAD_LETTER_ALREADY_RETRIED, "already retried")
+        request_id: uuid.UUID = row["request"]
+        await conn.execute(
+            "UPDATE dead_letter SET retried_at = now(), retried_by = $2 WHERE id = $1",
+            dead_letter_id,
+            actor.id,
+        )
+        received: RequestStatus = "received"
+        await conn.execute(REOPEN_SQL, request_id, received)
+        await audit.record(
+            conn, actor, audit.Action.DEAD_LETTER_RETRIED, target=f"request:{request_id}"
+        )
+    return request_id

@@ -9,22 +9,23 @@ from typing import Final
 import structlog
 from arq import ArqRedis
 
-from response_processor.processing import metrics
-from response_processor.processing.queue import enqueue_requests
+from response_processor import metrics
+from response_processor.requests.queue import enqueue_requests
+from response_processor.requests.status import UNFINISHED_SQL
 from servicekit.database import Pool
 
 BATCH: Final = 5_000
 
-UNFINISHED_SQL: Final = """
+UNFINISHED_PAGE_SQL: Final = f"""
     SELECT id FROM request
-    WHERE status IN ('received', 'processing') AND ($1::uuid IS NULL OR id > $1)
+    WHERE status IN {UNFINISHED_SQL} AND ($1::uuid IS NULL OR id > $1)
     ORDER BY id LIMIT $2
-"""
-STATS_SQL: Final = """
+"""  # noqa: S608 - the statuses are our own constants
+STATS_SQL: Final = f"""
     SELECT count(*) AS unfinished,
            coalesce(extract(epoch FROM now() - min(received_at)), 0) AS oldest_s
-    FROM request WHERE status IN ('received', 'processing')
-"""
+    FROM request WHERE status IN {UNFINISHED_SQL}
+"""  # noqa: S608
 
 log = structlog.get_logger("response_processor.reconcile")
 
@@ -40,7 +41,7 @@ async def reconcile(pool: Pool, arq: ArqRedis) -> int:
     after = None
     while True:
         async with pool.acquire() as conn:
-            rows = await conn.fetch(UNFINISHED_SQL, after, BATCH)
+            rows = await conn.fetch(UNFINISHED_PAGE_SQL, after, BATCH)
         if not rows:
             break
         queued += await enqueue_requests(arq, (row["id"] for row in rows))

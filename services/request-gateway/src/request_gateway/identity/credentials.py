@@ -9,7 +9,7 @@ from typing import Final
 
 from authkit.identity import AuthUser
 from request_gateway.domain import api_keys
-from request_gateway.identity import GatewayUser, IdentityCache
+from request_gateway.identity.cache import GatewayUser, IdentityCache
 from servicekit.database import Pool
 
 # `last_used_at` is written at most this often per key and process: a script calling

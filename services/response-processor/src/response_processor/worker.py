@@ -14,16 +14,16 @@ from arq.worker import func
 from litestar import Litestar
 
 from airlink import retention as link_retention
-from response_processor.domain.retention import delete_finished_requests, delete_orphan_cancels
 from response_processor.domain.snapshot import snapshot_if_due
 from response_processor.health import health_checks
 from response_processor.processing.handlers.registry import load_registry
-from response_processor.processing.jobs import JOB_NAME, JobResources, JobSettings, process_request
-from response_processor.processing.reconcile import reconcile
+from response_processor.processing.jobs import JobResources, JobSettings, process_request
+from response_processor.requests.queue import JOB_NAME
+from response_processor.requests.reconcile import reconcile
+from response_processor.requests.retention import purge_requests
 from response_processor.runtime import Runtime, open_runtime
 from response_processor.settings import ProcessorSettings
 from servicekit import retention
-from servicekit.database import Connection
 from servicekit.server import embedded_server, operational_app, run_every
 
 # arq's own try limit must stay above ours: the job itself decides when to give up (it
@@ -143,20 +143,6 @@ async def apply_retention(runtime: Runtime, now: datetime | None = None) -> None
     archived files, finished requests (with their retried dead letters), stray cancels."""
     older_than = retention.cutoff(now or datetime.now(UTC), runtime.settings.retention_days)
     await link_retention.purge(runtime.pool, runtime.link.settings, older_than)
-    purged = {"requests": 0, "dead_letters": 0, "request_cancels": 0}
-
-    async def requests_chunk(conn: Connection, limit: int) -> int:
-        chunk = await delete_finished_requests(conn, older_than, limit)
-        purged["dead_letters"] += chunk.dead_letters
-        purged["request_cancels"] += chunk.request_cancels
-        return chunk.requests
-
-    async def cancels_chunk(conn: Connection, limit: int) -> int:
-        return await delete_orphan_cancels(conn, older_than, limit)
-
-    purged["requests"] = await retention.purge_in_chunks(runtime.pool, requests_chunk)
-    purged["request_cancels"] += await retention.purge_in_chunks(runtime.pool, cancels_chunk)
-    for what, count in purged.items():
-        retention.count_purged(what, count)
+    purged = await purge_requests(runtime.pool, older_than)
     if any(purged.values()):
         log.info("requests_purged", older_than=older_than.isoformat(), **purged)

@@ -19,8 +19,7 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 
-from response_processor.processing.jobs import JOB_NAME
-
+JOB_NAME: Final = "process_request"
 CHUNK: Final = 2_000  # jobs per Lua call: big enough to amortise, small enough not to stall Redis
 
 # KEYS[1] is the queue; ARGV holds the enqueue time, the expiry, then (job id, job) pairs.
