@@ -19,7 +19,10 @@ def test_workers_start_when_the_urls_come_from_files(
     database_url = postgres_module_database(prepare_database, key="request-gateway")
     settings = live_settings(tmp_path, database_url, redis_server_url)
     with serve(settings, workers=2, url_files=True) as gateway:
-        # Answered by a worker, which loads the settings from the environment it inherited.
-        health = httpx.get(f"{gateway.url}/health", timeout=30)
+        # Answered by a worker, which loads the settings from the environment it inherited;
+        # the operations port (the parent) checks the database and Redis those URLs name.
+        live = httpx.get(f"{gateway.url}/health/live", timeout=30)
+        assert live.status_code == 200, gateway.output()
+        health = httpx.get(f"{gateway.ops_url}/health", timeout=30)
         assert health.status_code == 200, gateway.output()
         assert gateway.stop() == 0, gateway.output()
