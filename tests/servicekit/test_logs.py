@@ -7,7 +7,6 @@ import re
 
 import pytest
 import structlog
-
 from prometheus_client import REGISTRY
 
 from servicekit.logs import configure_logging
