@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from servicekit.metrics import (
     MULTIPROCESS_ENV,
+    ProcessTreeCollector,
     declare_gauge,
     mark_worker_dead,
     prepare_multiprocess_dir,
@@ -97,3 +100,34 @@ def test_declare_gauge_works_in_a_single_process() -> None:
     gauge = declare_gauge("sk_test_queue_depth", "Queued", multiprocess_mode="max", registry=None)
     gauge.set(7)
     assert gauge._value.get() == 7
+
+
+_HOLD_64_MIB = (
+    "import sys; b = bytearray(b'x' * (64 << 20)); print('ready', flush=True); sys.stdin.read()"
+)
+
+
+def test_the_process_tree_memory_counts_the_children() -> None:
+    collector = ProcessTreeCollector()
+    alone = collector.resident_bytes(os.getpid())
+    assert alone is not None
+    assert alone > 0
+    # A child holding 64 MiB resident: the tree grows by at least that much.
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_64_MIB],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"ready\n"
+        with_child = collector.resident_bytes(os.getpid())
+    finally:
+        child.communicate(b"")
+    assert with_child is not None
+    assert with_child - alone >= 60 << 20
+
+
+def test_the_process_tree_memory_is_in_the_rendered_metrics() -> None:
+    body, _ = render_metrics()
+    assert b"process_tree_resident_memory_bytes " in body
