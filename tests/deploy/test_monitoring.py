@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from prometheus_client import REGISTRY
 
 from request_gateway.settings import GatewaySettings
 from response_processor.settings import ProcessorSettings
+from servicekit.health import folder_check
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
 from tests.deploy.deployfiles import (
     COMPOSE_DIR,
@@ -94,10 +96,14 @@ def _http_metric_families() -> dict[str, Any]:
     def boom() -> str:
         raise RuntimeError("a bug")
 
-    app = Litestar([ok, boom], plugins=[ServiceKitPlugin(ServiceKitConfig(service="probe"))])
+    # A folder check, so that the scrape (which runs the checks) measures one folder too.
+    folder = folder_check(Path(tempfile.gettempdir()), min_free_bytes=0, name="probe")
+    config = ServiceKitConfig(service="probe", health_checks=lambda app: [folder])
+    app = Litestar([ok, boom], plugins=[ServiceKitPlugin(config)])
     with TestClient(app) as client:
         assert client.get("/ok").status_code == 200
         assert client.get("/boom").status_code == 500
+        assert client.get("/metrics").status_code == 200
     return {family.name: family for family in REGISTRY.collect()}
 
 

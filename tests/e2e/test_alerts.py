@@ -27,6 +27,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no types
 from aiosmtpd.controller import Controller
@@ -103,6 +104,33 @@ class Alerting:
 
     stack: Stack
     mailbox: Mailbox
+    prometheus_api: str
+
+    def query(self, expression: str) -> dict[str, float]:
+        """An instant query's samples by job (empty while Prometheus starts)."""
+        try:
+            answer = httpx.get(
+                f"{self.prometheus_api}/api/v1/query", params={"query": expression}, timeout=5
+            ).json()
+        except (httpx.HTTPError, ValueError):
+            return {}
+        if answer.get("status") != "success":
+            return {}
+        return {
+            sample["metric"].get("job", ""): float(sample["value"][1])
+            for sample in answer["data"]["result"]
+        }
+
+    def wait_until(self, expression: str, check: Callable[[dict[str, float]], bool]) -> None:
+        """Wait until the query's samples pass `check`."""
+        deadline = time.monotonic() + MAIL_TIMEOUT_S
+        samples: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            samples = self.query(expression)
+            if check(samples):
+                return
+            time.sleep(1)
+        raise AssertionError(f"{expression}: {samples}")
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +208,7 @@ def alerting(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
     smtp.start()
     alertmanager_port = _free_port()
+    prometheus_port = _free_port()
     alertmanager = subprocess.Popen(
         [alertmanager_bin, f"--config.file={_alertmanager_config(folder, smtp.port)}",
          f"--storage.path={folder / 'am-data'}",
@@ -189,11 +218,11 @@ def alerting(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     prometheus = subprocess.Popen(
         [prometheus_bin, f"--config.file={_prometheus_config(stack, folder, alertmanager_port)}",
          f"--storage.tsdb.path={folder / 'prom-data'}",
-         f"--web.listen-address=127.0.0.1:{_free_port()}", "--rules.alert.resend-delay=1s"],
+         f"--web.listen-address=127.0.0.1:{prometheus_port}", "--rules.alert.resend-delay=1s"],
         stdout=subprocess.DEVNULL, stderr=(folder / "prometheus.log").open("wb"),
     )  # fmt: skip
     try:
-        yield Alerting(stack, mailbox)
+        yield Alerting(stack, mailbox, f"http://127.0.0.1:{prometheus_port}")
     finally:
         _stop(prometheus)
         _stop(alertmanager)
@@ -209,6 +238,34 @@ def _is(status: str, alert: str, job: str | None = None) -> Callable[[str, str],
         )
 
     return matches
+
+
+JOBS = {"gateway-api", "gateway-worker", "processor-api", "processor-worker", "transfer-agent"}
+
+
+def test_every_process_exports_its_health_log_counts_and_folders_free_space(
+    alerting: Alerting,
+) -> None:
+    # health_status comes from /metrics running the /health checks: 1 everywhere when well.
+    alerting.wait_until(
+        "min by (job) (health_status)", lambda s: set(s) == JOBS and set(s.values()) == {1.0}
+    )
+    alerting.wait_until(
+        'sum by (job) (log_messages_total{level="info"})',
+        lambda s: set(s) == JOBS and min(s.values()) > 0,
+    )
+    alerting.wait_until(
+        "min by (job) (folder_free_bytes)",
+        lambda s: (
+            {"gateway-worker", "processor-worker", "transfer-agent"} <= set(s)
+            and min(s.values()) > 0
+        ),
+    )
+    # The gateway API serves its workers' samples from its supervisor: their memory together.
+    alerting.wait_until(
+        'process_tree_resident_memory_bytes{job="gateway-api"}',
+        lambda s: s.get("gateway-api", 0) > 32 * 1024 * 1024,
+    )
 
 
 def test_a_stopped_processor_worker_mails_the_admins_and_its_return_mails_resolved(

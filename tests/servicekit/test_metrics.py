@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 from prometheus_client import Counter
 from prometheus_client.parser import text_string_to_metric_families
 
+from servicekit.health import run_health_checks
 from servicekit.metrics import (
     MULTIPROCESS_ENV,
     ProcessTreeCollector,
@@ -18,7 +20,7 @@ from servicekit.metrics import (
     prepare_multiprocess_dir,
     render_metrics,
 )
-from tests.servicekit.metrics_worker import count_jobs
+from tests.servicekit.metrics_worker import count_jobs, declare_health_gauges
 
 
 def _samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -94,6 +96,23 @@ def test_dead_workers_leave_live_gauges_but_keep_their_counts(multiprocess_dir: 
     assert samples[("sk_test_jobs_total", (("kind", "echo"),))] == 2.0
     mark_worker_dead(second)
     assert ("sk_test_in_flight", ()) not in _samples(render_metrics()[0])
+
+
+def test_health_status_is_the_checking_process_not_the_workers_unset_zeros(
+    multiprocess_dir: Path,
+) -> None:
+    # The gateway API's layout: workers that declare the health metrics but never check, and
+    # a supervisor (here, this process: prometheus-client was imported before the folder was
+    # set) that runs the checks for /metrics and renders the workers' files.
+    context = multiprocessing.get_context("spawn")
+    worker = context.Process(target=declare_health_gauges)
+    worker.start()
+    worker.join(timeout=60)
+    assert worker.exitcode == 0
+
+    asyncio.run(run_health_checks([]))
+
+    assert _samples(render_metrics()[0])[("health_status", ())] == 1.0
 
 
 def test_declare_gauge_works_in_a_single_process() -> None:

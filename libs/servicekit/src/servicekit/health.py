@@ -27,8 +27,10 @@ import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-from servicekit.metrics import declare_gauge
+from servicekit.metrics import register_local_collector
 from servicekit.middleware import PUBLIC_ENDPOINT_OPT
 from servicekit.redaction import scrub_text
 
@@ -59,17 +61,40 @@ DEFAULT_CHECK_TIMEOUT_S = 0.08
 DEFAULT_BUDGET_S = 0.1
 DEFAULT_REPORT_MAX_AGE_S = 1.0
 
-HEALTH_STATUS = declare_gauge(
-    "health_status",
-    "The last /health verdict of this process: 1 ok, 0.5 degraded, 0 fail (answers 503).",
-    multiprocess_mode="livemin",
-)
-FOLDER_FREE_BYTES = declare_gauge(
-    "folder_free_bytes",
-    "Bytes free for the service on the file system of a folder it writes (by health check name).",
-    multiprocess_mode="livemin",
-    labelnames=("folder",),
-)
+
+class _HealthMetrics(Collector):
+    """``health_status`` and ``folder_free_bytes``, as this process's checks last found them
+    (a local collector: see `servicekit.metrics.register_local_collector`)."""
+
+    def __init__(self) -> None:
+        self.status: float | None = None
+        self.free_bytes: dict[str, int] = {}
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        """The samples of the checks run so far (none before the first run)."""
+        families = []
+        if self.status is not None:
+            status = GaugeMetricFamily(
+                "health_status",
+                "The last /health verdict of this process: 1 ok, 0.5 degraded, 0 fail (503).",
+            )
+            status.add_metric([], self.status)
+            families.append(status)
+        if self.free_bytes:
+            free = GaugeMetricFamily(
+                "folder_free_bytes",
+                "Bytes free for the service on the file system of a folder it writes, by "
+                "health check name.",
+                labels=["folder"],
+            )
+            for name, value in sorted(self.free_bytes.items()):
+                free.add_metric([name], value)
+            families.append(free)
+        return families
+
+
+HEALTH_METRICS = _HealthMetrics()
+register_local_collector(HEALTH_METRICS)
 _STATUS_VALUE = {"ok": 1.0, "degraded": 0.5, "fail": 0.0}
 
 
@@ -128,7 +153,7 @@ async def run_health_checks(
             elapsed_ms = (time.perf_counter() - started) * 1000
             results[check.name] = _failed(check, "no answer within the health budget", elapsed_ms)
     status = _overall(checks, results)
-    HEALTH_STATUS.set(_STATUS_VALUE[status])
+    HEALTH_METRICS.status = _STATUS_VALUE[status]
     return HealthReport(status=status, checks=results)
 
 
@@ -201,12 +226,11 @@ def folder_check(
     """Check that a folder can be listed and written and has ``min_free_bytes`` free; its free
     space goes to ``folder_free_bytes{folder=name}``."""
     name = name or f"folder:{path.name}"
-    free_bytes = FOLDER_FREE_BYTES.labels(name)
 
     async def check() -> str | None:
         # Listing, writing and statvfs can block on a slow or network disk: in a thread.
         free = await asyncio.to_thread(_probe, path)
-        free_bytes.set(free)
+        HEALTH_METRICS.free_bytes[name] = free
         return _enough(free, min_free_bytes)
 
     return HealthCheck(name, check, timeout_s, critical)

@@ -40,6 +40,7 @@ __all__ = [
     "mark_worker_dead",
     "metrics_handler",
     "prepare_multiprocess_dir",
+    "register_local_collector",
     "render_metrics",
 ]
 
@@ -149,8 +150,23 @@ class ProcessTreeCollector(Collector):
         return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
 
 
-_PROCESS_TREE = ProcessTreeCollector()
-REGISTRY.register(_PROCESS_TREE)
+_LOCAL_COLLECTORS: list[Collector] = []
+
+
+def register_local_collector(collector: Collector) -> None:
+    """Export `collector`'s samples as this process measures them, in both modes.
+
+    For figures only the process serving /metrics measures (its health checks, its process
+    tree): they are read from this process at each scrape, never written to the
+    multiprocess files, so a server's workers (which declare but never measure them) add
+    nothing, and a supervisor that imported prometheus-client before
+    `prepare_multiprocess_dir` still exports them.
+    """
+    _LOCAL_COLLECTORS.append(collector)
+    REGISTRY.register(collector)
+
+
+register_local_collector(ProcessTreeCollector())
 
 
 def render_metrics() -> tuple[bytes, str]:
@@ -158,7 +174,8 @@ def render_metrics() -> tuple[bytes, str]:
     if os.environ.get(MULTIPROCESS_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        registry.register(_PROCESS_TREE)
+        for collector in _LOCAL_COLLECTORS:
+            registry.register(collector)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
