@@ -2,14 +2,17 @@
 # `make check-deploy`: check the deployment files with the tools that can check them here.
 #
 #   promtool          check config (both Prometheus configurations), check rules, test rules
+#   amtool            check-config of deploy/alertmanager/alertmanager.yml, rendered by
+#                     render-config.sh with example settings (with and without a webhook)
 #   systemd-analyze   verify the units (in tests/deploy/test_systemd.py; skipped without it)
 #   pytest            tests/deploy: compose files, Dockerfiles, .env examples, units, agent
 #                     configurations, rules and dashboard against the code's metrics
 #   caddy, shellcheck the TLS proxy's Caddyfile and init-secrets.sh, when they are installed
 #
 # No Docker engine is needed: the compose files and Dockerfiles are read, not run.
-# promtool comes from Debian's prometheus package, installed here when it is missing and we
-# are root; otherwise this stops and says what to install.
+# promtool and amtool come from Debian's prometheus and prometheus-alertmanager packages,
+# installed here when they are missing and we are root; otherwise this stops and says what
+# to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 UV=${UV:-python3 -m uv}
@@ -17,19 +20,22 @@ RUN="$UV run --frozen --no-sync"
 
 step() { printf '\n== %s\n' "$*"; }
 
-if ! command -v promtool >/dev/null 2>&1; then
+need() { # need COMMAND PACKAGE
+    command -v "$1" >/dev/null 2>&1 && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        step "promtool is missing: installing Debian's prometheus package"
+        step "$1 is missing: installing Debian's $2 package"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq >/dev/null
-        apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+        apt-get install -y -qq --no-install-recommends "$2" >/dev/null
     else
-        echo "error: promtool is missing. Install Debian's 'prometheus' package" \
-             "(apt-get install prometheus, as root) or put promtool from a Prometheus" \
+        echo "error: $1 is missing. Install Debian's '$2' package" \
+             "(apt-get install $2, as root) or put $1 from a Prometheus" \
              "release on PATH, then run 'make check-deploy' again." >&2
         exit 1
     fi
-fi
+}
+need promtool prometheus
+need amtool prometheus-alertmanager
 
 step "promtool check config"
 promtool check config deploy/prometheus/prometheus.request-net.yml \
@@ -39,9 +45,23 @@ promtool check rules deploy/prometheus/rules/*.yml
 step "promtool test rules"
 promtool test rules deploy/prometheus/tests/*.yml
 
+step "amtool check-config (rendered with example settings)"
+alerting=$(mktemp -d)
+printf 'smtp.example.org:587\n' > "$alerting/smtp_smarthost"
+printf 'airlock-alerts@example.org\n' > "$alerting/smtp_from"
+printf 'ops@example.org, oncall@example.org\n' > "$alerting/smtp_to"
+printf 'airlock-alerts\n' > "$alerting/smtp_username"
+printf 'example-password\n' > "$alerting/smtp_password"
+sh deploy/alertmanager/render-config.sh "$alerting" "$alerting/without-webhook"
+printf 'https://hooks.example.org/airlock\n' > "$alerting/webhook_url"
+sh deploy/alertmanager/render-config.sh "$alerting" "$alerting/with-webhook"
+amtool check-config "$alerting/without-webhook/alertmanager.yml" \
+    "$alerting/with-webhook/alertmanager.yml"
+rm -rf "$alerting"
+
 if command -v shellcheck >/dev/null 2>&1; then
     step "shellcheck"
-    shellcheck deploy/compose/init-secrets.sh deploy/check.sh
+    shellcheck deploy/compose/init-secrets.sh deploy/check.sh deploy/alertmanager/render-config.sh
 fi
 
 if command -v caddy >/dev/null 2>&1; then

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from prometheus_client import REGISTRY
 
 from request_gateway.settings import GatewaySettings
 from response_processor.settings import ProcessorSettings
+from servicekit.health import folder_check
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
 from tests.deploy.deployfiles import (
     COMPOSE_DIR,
@@ -30,11 +32,15 @@ from tests.deploy.deployfiles import (
 )
 from transfer_agent.config import AgentSection
 
-RULES = PROMETHEUS_DIR / "rules" / "airlock.rules.yml"
+RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
+RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
 DASHBOARD = DEPLOY / "grafana" / "airlock.json"
 METRIC_MODULES = (
     "airlink.metrics",
     "servicekit.database",
+    "servicekit.health",
+    "servicekit.logs",
+    "servicekit.metrics",
     "servicekit.ratelimit",
     "transfer_agent.metrics",
     "response_processor.metrics",
@@ -67,6 +73,12 @@ REQUIRED_ALERTS = {
     "stale peer link": "AirlockPeerLinkStale",
     "unacknowledged batches": "AirlockBatchesUnacknowledged",
     "oldest unanswered request": "AirlockOldestRequestUnanswered",
+    "error log lines": "AirlockErrorLogs",
+    "database pool saturated": "AirlockDatabasePoolSaturated",
+    "rate limiter failed open": "AirlockRateLimiterFailedOpen",
+    "up but /health fails": "AirlockProcessUnhealthy",
+    "disk space of every checked folder": "AirlockFolderSpaceLow",
+    "gateway API memory with several workers": "AirlockApiMemoryHigh",
 }
 JOBS = {"gateway-api", "gateway-worker", "processor-api", "processor-worker", "transfer-agent"}
 
@@ -82,10 +94,14 @@ def _http_metric_families() -> dict[str, Any]:
     def boom() -> str:
         raise RuntimeError("a bug")
 
-    app = Litestar([ok, boom], plugins=[ServiceKitPlugin(ServiceKitConfig(service="probe"))])
+    # A folder check, so that the scrape (which runs the checks) measures one folder too.
+    folder = folder_check(Path(tempfile.gettempdir()), min_free_bytes=0, name="probe")
+    config = ServiceKitConfig(service="probe", health_checks=lambda app: [folder])
+    app = Litestar([ok, boom], plugins=[ServiceKitPlugin(config)])
     with TestClient(app) as client:
         assert client.get("/ok").status_code == 200
         assert client.get("/boom").status_code == 500
+        assert client.get("/metrics").status_code == 200
     return {family.name: family for family in REGISTRY.collect()}
 
 
@@ -102,7 +118,12 @@ def exported_metrics() -> set[str]:
 
 
 def _rules() -> list[dict[str, Any]]:
-    return [rule for group in load_yaml(RULES)["groups"] for rule in group["rules"]]
+    return [
+        rule
+        for path in RULE_FILES
+        for group in load_yaml(path)["groups"]
+        for rule in group["rules"]
+    ]
 
 
 def _alerts() -> dict[str, dict[str, Any]]:
@@ -188,6 +209,17 @@ def test_every_alert_has_a_severity_summary_description_and_runbook(name: str) -
     assert annotations["summary"]
     assert annotations["description"]
     assert annotations["runbook"] == f"docs/operations.md#alert-{name.lower()}"
+
+
+def test_every_alert_has_a_promtool_test_case() -> None:
+    tested = {
+        case["alertname"]
+        for path in RULE_TESTS
+        for test in load_yaml(path)["tests"]
+        for case in test.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    assert not set(_alerts()) - tested, "alerts without a firing promtool test case"
 
 
 def test_rules_select_only_jobs_that_are_scraped() -> None:

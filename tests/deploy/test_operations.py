@@ -11,7 +11,7 @@ import pytest
 from tests.deploy.deployfiles import PROMETHEUS_DIR, REPO, load_yaml
 
 OPERATIONS = REPO / "docs" / "operations.md"
-RULES = PROMETHEUS_DIR / "rules" / "airlock.rules.yml"
+RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 
 
 def _anchors(markdown: str) -> set[str]:
@@ -26,7 +26,11 @@ def _anchors(markdown: str) -> set[str]:
 
 def _runbooks() -> dict[str, str]:
     rules: list[dict[str, Any]] = [
-        rule for group in load_yaml(RULES)["groups"] for rule in group["rules"] if "alert" in rule
+        rule
+        for path in RULE_FILES
+        for group in load_yaml(path)["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
     ]
     return {rule["alert"]: rule["annotations"]["runbook"] for rule in rules}
 

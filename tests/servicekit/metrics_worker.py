@@ -18,3 +18,8 @@ def count_jobs(increments: int) -> None:
     for _ in range(increments):
         jobs.labels(kind="echo").inc()
     in_flight.set(2)
+
+
+def declare_health_gauges() -> None:
+    """Import servicekit.health, as a server's worker does, without running any check."""
+    import servicekit.health  # noqa: F401

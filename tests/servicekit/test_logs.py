@@ -7,6 +7,7 @@ import re
 
 import pytest
 import structlog
+from prometheus_client import REGISTRY
 
 from servicekit.logs import configure_logging
 from tests.servicekit.log_capture import LogCapture
@@ -146,3 +147,26 @@ def test_output_goes_to_stdout_by_default(capsys: pytest.CaptureFixture[str]) ->
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["event"] == "to_stdout"
     assert line["password"] == "[REDACTED]"
+
+
+def _logged(level: str, service: str) -> float:
+    value = REGISTRY.get_sample_value("log_messages_total", {"service": service, "level": level})
+    return value or 0.0
+
+
+def test_every_written_line_is_counted_by_level_ours_and_third_partys() -> None:
+    handler = configure_logging("counting-service", json=True, level="INFO", stream=io.StringIO())
+    try:
+        before = {level: _logged(level, "counting-service") for level in ("info", "error", "debug")}
+
+        structlog.get_logger().error("boom")
+        logging.getLogger("asyncpg").error("connection lost")
+        structlog.get_logger().info("fine")
+        structlog.get_logger().debug("dropped, so not counted")
+
+        after = {level: _logged(level, "counting-service") for level in ("info", "error", "debug")}
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert after["error"] - before["error"] == 2
+    assert after["info"] - before["info"] == 1
+    assert after["debug"] == before["debug"]

@@ -5,6 +5,11 @@ failure. `run_health_checks` runs all checks at once, each bounded by its own ti
 all of them by the budget; a check still running when the budget ends counts as failed and
 is cancelled, never awaited. The overall status is ``ok``, ``degraded`` (only non-critical
 checks failed; HTTP 200) or ``fail`` (a critical check failed; HTTP 503).
+
+Every run also sets ``health_status`` (1 ok, 0.5 degraded, 0 fail) and each folder check's
+``folder_free_bytes{folder}``; ``/metrics`` runs the checks (through the same shared report
+as ``/health``) before it renders, so Prometheus sees a process that answers but is
+unhealthy, and the free space of every folder a service writes, at each scrape.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from servicekit.metrics import register_local_collector
 from servicekit.middleware import PUBLIC_ENDPOINT_OPT
 from servicekit.redaction import scrub_text
 
@@ -35,6 +43,7 @@ __all__ = [
     "HealthCheck",
     "HealthChecksProvider",
     "HealthReport",
+    "SharedReport",
     "folder_check",
     "health_handlers",
     "live_handler",
@@ -51,6 +60,42 @@ OverallStatus = Literal["ok", "degraded", "fail"]
 DEFAULT_CHECK_TIMEOUT_S = 0.08
 DEFAULT_BUDGET_S = 0.1
 DEFAULT_REPORT_MAX_AGE_S = 1.0
+
+
+class _HealthMetrics(Collector):
+    """``health_status`` and ``folder_free_bytes``, as this process's checks last found them
+    (a local collector: see `servicekit.metrics.register_local_collector`)."""
+
+    def __init__(self) -> None:
+        self.status: float | None = None
+        self.free_bytes: dict[str, int] = {}
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        """The samples of the checks run so far (none before the first run)."""
+        families = []
+        if self.status is not None:
+            status = GaugeMetricFamily(
+                "health_status",
+                "The last /health verdict of this process: 1 ok, 0.5 degraded, 0 fail (503).",
+            )
+            status.add_metric([], self.status)
+            families.append(status)
+        if self.free_bytes:
+            free = GaugeMetricFamily(
+                "folder_free_bytes",
+                "Bytes free for the service on the file system of a folder it writes, by "
+                "health check name.",
+                labels=["folder"],
+            )
+            for name, value in sorted(self.free_bytes.items()):
+                free.add_metric([name], value)
+            families.append(free)
+        return families
+
+
+HEALTH_METRICS = _HealthMetrics()
+register_local_collector(HEALTH_METRICS)
+_STATUS_VALUE = {"ok": 1.0, "degraded": 0.5, "fail": 0.0}
 
 
 @dataclass(frozen=True)
@@ -107,7 +152,9 @@ async def run_health_checks(
             task.cancel()
             elapsed_ms = (time.perf_counter() - started) * 1000
             results[check.name] = _failed(check, "no answer within the health budget", elapsed_ms)
-    return HealthReport(status=_overall(checks, results), checks=results)
+    status = _overall(checks, results)
+    HEALTH_METRICS.status = _STATUS_VALUE[status]
+    return HealthReport(status=status, checks=results)
 
 
 async def _run_one(check: HealthCheck, budget_s: float) -> CheckResult:
@@ -176,17 +223,32 @@ def folder_check(
     timeout_s: float = DEFAULT_CHECK_TIMEOUT_S,
     critical: bool = True,
 ) -> HealthCheck:
-    """Check that a folder can be listed and written and has ``min_free_bytes`` free."""
+    """Check that a folder can be listed and written and has ``min_free_bytes`` free; its free
+    space goes to ``folder_free_bytes{folder=name}``."""
+    name = name or f"folder:{path.name}"
 
     async def check() -> str | None:
         # Listing, writing and statvfs can block on a slow or network disk: in a thread.
-        return await asyncio.to_thread(probe_folder, path, min_free_bytes)
+        free = await asyncio.to_thread(_probe, path)
+        HEALTH_METRICS.free_bytes[name] = free
+        return _enough(free, min_free_bytes)
 
-    return HealthCheck(name or f"folder:{path.name}", check, timeout_s, critical)
+    return HealthCheck(name, check, timeout_s, critical)
 
 
 def probe_folder(path: Path, min_free_bytes: int = 0) -> str:
     """List, write and measure a folder (blocking); OSError says what fails."""
+    return _enough(_probe(path), min_free_bytes)
+
+
+def _enough(free: int, min_free_bytes: int) -> str:
+    if free < min_free_bytes:
+        raise OSError(f"{free} bytes free, below the minimum of {min_free_bytes}")
+    return f"{free} bytes free"
+
+
+def _probe(path: Path) -> int:
+    """List and write a folder and return the bytes free on its file system (blocking)."""
     with os.scandir(path):
         pass
     # A real write, not os.access: access() says yes to root on a read-only mount.
@@ -194,10 +256,7 @@ def probe_folder(path: Path, min_free_bytes: int = 0) -> str:
         probe.write(b"ok")
         probe.flush()
     stats = os.statvfs(path)
-    free = stats.f_bavail * stats.f_frsize
-    if free < min_free_bytes:
-        raise OSError(f"{free} bytes free, below the minimum of {min_free_bytes}")
-    return f"{free} bytes free"
+    return stats.f_bavail * stats.f_frsize
 
 
 class SharedReport:
@@ -244,9 +303,13 @@ def report_handler(
     *,
     budget_s: float = DEFAULT_BUDGET_S,
     max_age_s: float = DEFAULT_REPORT_MAX_AGE_S,
+    shared: SharedReport | None = None,
 ) -> HTTPRouteHandler:
-    """Build ``GET /health``: every check's outcome, 503 when a critical one fails."""
-    shared = SharedReport(max_age_s)
+    """Build ``GET /health``: every check's outcome, 503 when a critical one fails.
+
+    ``shared`` is the report to share with another reader (``/metrics``); by default its own.
+    """
+    shared = shared if shared is not None else SharedReport(max_age_s)
 
     unhealthy = ResponseSpec(
         HealthReport,

@@ -6,6 +6,9 @@ in the same `structlog.stdlib.ProcessorFormatter`, so every line gets the same f
 through `redact_event` before it is rendered: JSON lines in production, a readable console
 format in development.
 
+Every line written is counted in ``log_messages_total{service,level}`` (a filter on the one
+handler, so third-party lines count too), which the error-rate alert reads.
+
 Tracebacks are rendered to text *before* redaction (``format_exc_info``), so the scrubber
 sees them too; the console renderer's rich tracebacks are not used because they print local
 variables, which is exactly where passwords live.
@@ -20,11 +23,18 @@ from typing import Any, Final, TextIO
 
 import msgspec
 import structlog
+from prometheus_client import Counter
 from structlog.typing import Processor
 
 from servicekit.redaction import redact_event
 
-__all__ = ["THIRD_PARTY_LOGGERS", "configure_logging"]
+__all__ = ["LOG_MESSAGES", "THIRD_PARTY_LOGGERS", "configure_logging"]
+
+LOG_MESSAGES: Final = Counter(
+    "log_messages",
+    "Log lines written, by service and level (debug, info, warning, error, critical).",
+    labelnames=("service", "level"),
+)
 
 # Loggers that install their own handlers or do not propagate by default; they are reset to
 # propagate into the root handler so their lines are formatted and redacted like ours.
@@ -48,6 +58,26 @@ _QUIET_ACCESS_LOGGERS: Final = ("uvicorn.access", "granian.access")
 
 class _ServiceKitHandler(logging.StreamHandler[TextIO]):
     """The root handler `configure_logging` installs; a distinct class so it can be replaced."""
+
+
+class _CountLines(logging.Filter):
+    """Counts every record the handler writes in `LOG_MESSAGES` (it lets every record pass)."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+        self._counters = {
+            level: LOG_MESSAGES.labels(service, level)
+            for level in ("debug", "info", "warning", "error", "critical")
+        }
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        level = record.levelname.lower()
+        counter = self._counters.get(level)
+        if counter is None:  # a custom level: counted under its own name
+            counter = self._counters.setdefault(level, LOG_MESSAGES.labels(self._service, level))
+        counter.inc()
+        return True
 
 
 class _AddService:
@@ -120,6 +150,7 @@ def configure_logging(
     output = stream if stream is not None else sys.stdout
     handler = _ServiceKitHandler(output)
     handler.setFormatter(_formatter(service, json=json, stream=output))
+    handler.addFilter(_CountLines(service))
 
     root = logging.getLogger()
     # Only our own earlier handler is replaced: pytest's capture handlers, for one, must stay.

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,17 +25,22 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from litestar import Litestar
     from litestar.handlers import HTTPRouteHandler
 
 __all__ = [
     "MULTIPROCESS_ENV",
     "GaugeMode",
+    "ProcessTreeCollector",
     "declare_gauge",
     "mark_worker_dead",
     "metrics_handler",
     "prepare_multiprocess_dir",
+    "register_local_collector",
     "render_metrics",
 ]
 
@@ -87,18 +92,100 @@ def declare_gauge(
     )
 
 
+class ProcessTreeCollector(Collector):
+    """``process_tree_resident_memory_bytes``: this process's resident memory and its
+    descendants' (Linux /proc), read at each scrape.
+
+    A server that runs its workers as child processes (the gateway API with GATEWAY_WORKERS
+    > 1) exports no ``process_*`` metrics in multiprocess mode; this gauge, read in the
+    supervisor that serves /metrics, is the memory of all of them together.
+    """
+
+    def __init__(self, proc: Path = Path("/proc")) -> None:
+        self._proc = proc
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        """One sample, or none where /proc cannot be read."""
+        total = self.resident_bytes(os.getpid())
+        if total is None:
+            return []
+        family = GaugeMetricFamily(
+            "process_tree_resident_memory_bytes",
+            "Resident memory of this process and all its descendants, in bytes.",
+        )
+        family.add_metric([], total)
+        return [family]
+
+    def resident_bytes(self, root: int) -> int | None:
+        """The resident bytes of ``root`` and its descendants; None without /proc."""
+        children: dict[int, list[int]] = {}
+        try:
+            entries = [e for e in os.scandir(self._proc) if e.name.isdigit()]
+        except OSError:
+            return None
+        for entry in entries:
+            parent = self._parent(entry.path)
+            if parent is not None:
+                children.setdefault(parent, []).append(int(entry.name))
+        total, pending = 0, [root]
+        page = os.sysconf("SC_PAGE_SIZE")
+        while pending:
+            pid = pending.pop()
+            try:
+                total += int((self._proc / str(pid) / "statm").read_text().split()[1]) * page
+            except (OSError, IndexError, ValueError):
+                continue  # ended meanwhile
+            pending.extend(children.get(pid, ()))
+        return total
+
+    @staticmethod
+    def _parent(path: str) -> int | None:
+        try:
+            with open(f"{path}/stat", encoding="ascii", errors="replace") as stat:
+                text = stat.read()
+        except OSError:
+            return None
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses, so from the last ")".
+        fields = text[text.rfind(")") + 2 :].split()
+        return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+
+
+_LOCAL_COLLECTORS: list[Collector] = []
+
+
+def register_local_collector(collector: Collector) -> None:
+    """Export `collector`'s samples as this process measures them, in both modes.
+
+    For figures only the process serving /metrics measures (its health checks, its process
+    tree): they are read from this process at each scrape, never written to the
+    multiprocess files, so a server's workers (which declare but never measure them) add
+    nothing, and a supervisor that imported prometheus-client before
+    `prepare_multiprocess_dir` still exports them.
+    """
+    _LOCAL_COLLECTORS.append(collector)
+    REGISTRY.register(collector)
+
+
+register_local_collector(ProcessTreeCollector())
+
+
 def render_metrics() -> tuple[bytes, str]:
     """Render every metric in the Prometheus text format: (body, content type)."""
     if os.environ.get(MULTIPROCESS_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        for collector in _LOCAL_COLLECTORS:
+            registry.register(collector)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-def metrics_handler(path: str = "/metrics") -> HTTPRouteHandler:
-    """Build the ``GET /metrics`` route handler."""
-    from litestar import Response, get
+def metrics_handler(
+    path: str = "/metrics", *, before_render: Callable[[Litestar], Awaitable[None]] | None = None
+) -> HTTPRouteHandler:
+    """Build the ``GET /metrics`` route handler; ``before_render(app)`` runs first (to bring
+    gauges measured on demand, such as the health checks', up to date)."""
+    from litestar import Request, Response, get
 
     from servicekit.middleware import PUBLIC_ENDPOINT_OPT
 
@@ -108,10 +195,12 @@ def metrics_handler(path: str = "/metrics") -> HTTPRouteHandler:
         include_in_schema=False,
         name="metrics",
         # Litestar resolves the return annotation by name; Response is imported locally.
-        signature_namespace={"Response": Response},
+        signature_namespace={"Response": Response, "Request": Request},
     )
-    async def metrics() -> Response[bytes]:
+    async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         """Serve every metric in the Prometheus text format."""
+        if before_render is not None:
+            await before_render(request.app)
         # Multiprocess mode reads one file per worker and metric: off the event loop.
         body, content_type = await asyncio.to_thread(render_metrics)
         return Response(body, media_type=content_type)

@@ -40,8 +40,9 @@ from servicekit.health import (
     DEFAULT_REPORT_MAX_AGE_S,
     HealthCheck,
     HealthChecksProvider,
-    health_handlers,
+    SharedReport,
     live_handler,
+    report_handler,
 )
 from servicekit.http_metrics import RequestMetricsMiddleware
 from servicekit.metrics import metrics_handler
@@ -155,13 +156,22 @@ class ServiceKitPlugin(InitPluginProtocol, ReceiveRoutePlugin):
         config = self.config
         if not config.operations:
             return [live_handler()]
+        # /metrics runs the checks too (sharing /health's report), so each scrape carries
+        # health_status and the folders' free space.
+        shared = SharedReport(config.health_max_age_s)
+
+        async def refresh_health(app: Litestar) -> None:
+            await shared.get(config.health_checks(app), config.health_budget_s)
+
         return [
-            *health_handlers(
+            report_handler(
                 config.health_checks,
                 budget_s=config.health_budget_s,
                 max_age_s=config.health_max_age_s,
+                shared=shared,
             ),
-            metrics_handler(),
+            live_handler(),
+            metrics_handler(before_render=refresh_health),
         ]
 
     def _align_litestar_body_limit(self, app: Litestar) -> None:
