@@ -33,7 +33,7 @@ from batchformat.fsops import (
     rename_noreplace,
     replace_into,
     start_writeback,
-    write_all,
+    write_sliced,
 )
 from batchformat.relay import RelayParser
 from transfer_agent.config import RouteConfig
@@ -150,7 +150,7 @@ class RouteDelivery:
                         if cancel.is_set():
                             raise Cancelled(name.file_name)
                         parser.feed(chunk)
-                        write_all(part, chunk)
+                        write_sliced(part, chunk)
                         written += len(chunk)
                         if written - flushed >= WRITEBACK_BYTES:
                             start_writeback(part, flushed, written - flushed)
