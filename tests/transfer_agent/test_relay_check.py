@@ -22,9 +22,7 @@ def resign(data: bytes, key: SigningKey, body: bytes) -> bytes:
     trailer = json.loads(trailer_line)["trailer"]
     content = header + body
     digest = hashlib.sha256(content).digest()
-    trailer.update(
-        record_count=body.count(b"\n"), sha256=digest.hex(), signature=key.sign(digest)
-    )
+    trailer.update(record_count=body.count(b"\n"), sha256=digest.hex(), signature=key.sign(digest))
     return content + json.dumps({"trailer": trailer}, separators=(",", ":")).encode() + b"\n"
 
 
