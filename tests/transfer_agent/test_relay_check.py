@@ -87,8 +87,8 @@ def test_write_sliced_writes_every_byte(tmp_path: Path) -> None:
     data = os.urandom(3 * WRITE_SLICE_BYTES + 123)
     path = tmp_path / "out"
     with path.open("wb", buffering=0) as file:
-        write_sliced(file, data)  # type: ignore[arg-type]
-        write_sliced(file, b"")  # type: ignore[arg-type]
+        write_sliced(file, data)
+        write_sliced(file, b"")
     assert path.read_bytes() == data
 
 
@@ -98,10 +98,10 @@ def test_start_writeback_keeps_the_bytes_and_ignores_what_cannot_be_synced(
     path = tmp_path / "out"
     with path.open("wb", buffering=0) as file:
         file.write(b"abc" * 1000)
-        start_writeback(file, 0, 3000)  # type: ignore[arg-type]
-        start_writeback(file, 0, 0)  # type: ignore[arg-type]  # 0: to the end of the file
+        start_writeback(file, 0, 3000)
+        start_writeback(file, 0, 0)  # 0: to the end of the file
     assert path.read_bytes() == b"abc" * 1000
     read_end, write_end = os.pipe()
     with open(write_end, "wb", buffering=0) as pipe:
-        start_writeback(pipe, 0, 10)  # type: ignore[arg-type]  # ESPIPE: nothing to do
+        start_writeback(pipe, 0, 10)  # ESPIPE: nothing to do
     os.close(read_end)
