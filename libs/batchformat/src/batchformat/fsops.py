@@ -16,6 +16,7 @@ from batchformat.errors import BatchRejected, RejectReason
 
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
+_SYNC_FILE_RANGE_WRITE = 2
 
 
 def fsync_dir(directory: Path) -> None:
@@ -81,6 +82,36 @@ def write_all(file: io.FileIO, data: bytes | bytearray | memoryview) -> None:
     while view:
         written = file.write(view)
         view = view[written or 0 :]
+
+
+# Writes of this size fill the page cache with small folios, as `cp` (splice) does; one
+# write of several MiB makes the kernel (6.x, ext4) allocate large folios, whose memory
+# was measured 3-4x slower to fill on a busy VM (sys time of a 512 MiB copy: 1.4 s, 0.3 s).
+WRITE_SLICE_BYTES: Final = 64 * 1024
+
+
+def write_sliced(file: io.FileIO, data: bytes | bytearray | memoryview) -> None:
+    """Write every byte, WRITE_SLICE_BYTES at a time (see there)."""
+    view = memoryview(data)
+    for start in range(0, len(view), WRITE_SLICE_BYTES):
+        write_all(file, view[start : start + WRITE_SLICE_BYTES])
+
+
+def start_writeback(file: io.FileIO, offset: int, length: int) -> None:
+    """Start writing a range of a file's dirty pages to disk, without waiting for it.
+
+    sync_file_range(SYNC_FILE_RANGE_WRITE): the pages stay cached and nothing is durable
+    until fsync, but the final fsync finds little left to write. (posix_fadvise DONTNEED,
+    used before, also starts writeback but drops pages and drains every CPU's page lists,
+    and made a 512 MiB copy about three times slower on a busy machine.) A no-op where
+    the call is missing.
+    """
+    if _sync_file_range is None:
+        return
+    if _sync_file_range(file.fileno(), offset, length, _SYNC_FILE_RANGE_WRITE) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ESPIPE):
+            raise OSError(err, os.strerror(err))
 
 
 class UnsafeTargetFolder(OSError):
@@ -154,17 +185,22 @@ def _link_then_unlink(src: Path, dst: Path, dir_fd: int) -> None:
     os.unlink(src)
 
 
-def _load_renameat2() -> Any:
+def _load_libc_function(name: str, argtypes: list[Any]) -> Any:
     libc_name = ctypes.util.find_library("c")
     if libc_name is None:
         return None
     libc = ctypes.CDLL(libc_name, use_errno=True)
-    func = getattr(libc, "renameat2", None)
+    func = getattr(libc, name, None)
     if func is None:
         return None
-    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.argtypes = argtypes
     func.restype = ctypes.c_int
     return func
 
 
-_renameat2 = _load_renameat2()
+_renameat2 = _load_libc_function(
+    "renameat2", [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+)
+_sync_file_range = _load_libc_function(
+    "sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+)

@@ -20,7 +20,6 @@ from typing import Final
 
 from batchformat import (
     BatchName,
-    BatchParser,
     BatchRejected,
     DropZone,
     Expectations,
@@ -33,13 +32,15 @@ from batchformat.fsops import (
     open_regular_file,
     rename_noreplace,
     replace_into,
-    write_all,
+    start_writeback,
+    write_sliced,
 )
+from batchformat.relay import RelayParser
 from transfer_agent.config import RouteConfig
 
 COPY_CHUNK_BYTES: Final = 4 << 20
-# Dirty pages of the copy are handed to the disk every this many bytes (posix_fadvise
-# DONTNEED starts their writeback), so the final fsync has little left to wait for.
+# Dirty pages of the copy are handed to the disk every this many bytes (start_writeback),
+# so the final fsync has little left to wait for.
 WRITEBACK_BYTES: Final = 32 << 20
 
 
@@ -135,11 +136,11 @@ class RouteDelivery:
         destination = self.config.destination
         part_path = destination / name.part_name
         with open_regular_file(claimed) as source:
+            os.posix_fadvise(source.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)  # more readahead
             part = open_part_file(part_path)  # FileExistsError: a live writer has it
             try:
-                parser = BatchParser(
+                parser = RelayParser(
                     self._trusted,
-                    decode_records=False,
                     max_line_bytes=self.config.max_line_bytes,
                     expect=Expectations(name=name, destination=self.config.expect_destination),
                 )
@@ -149,12 +150,10 @@ class RouteDelivery:
                         if cancel.is_set():
                             raise Cancelled(name.file_name)
                         parser.feed(chunk)
-                        write_all(part, chunk)
+                        write_sliced(part, chunk)
                         written += len(chunk)
                         if written - flushed >= WRITEBACK_BYTES:
-                            os.posix_fadvise(
-                                part.fileno(), flushed, written - flushed, os.POSIX_FADV_DONTNEED
-                            )
+                            start_writeback(part, flushed, written - flushed)
                             flushed = written
                     parser.finish()
                 finally:
