@@ -72,3 +72,24 @@ async def test_a_backup_restored_into_a_recreated_database_holds_every_row(
     after = await snapshot(database_url)
     assert after == before
     assert {table: len(rows) for table, rows in after[0].items()}["request"] == 3
+
+
+def test_a_scheduled_backup_writes_a_stamped_archive_and_its_metrics_file(
+    tmp_path: Path, database_url: str
+) -> None:
+    folder, metrics = tmp_path / "backups", tmp_path / "textfile" / "gateway.prom"
+    made = run(
+        tmp_path, database_url, "backup", "--dir", str(folder), "--keep-days", "30",
+        "--metrics-file", str(metrics),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    (archive,) = folder.glob("gateway-*.dump")
+    assert f"backup written: {archive}" in made.stdout
+    assert "pruned 0 older than 30 days" in made.stdout
+    assert 'backup_archives{database="gateway"} 1.0' in metrics.read_text()
+
+
+def test_backup_refuses_a_bad_interval(tmp_path: Path, database_url: str) -> None:
+    made = run(tmp_path, database_url, "backup", "--dir", str(tmp_path), "--every", "soon")
+    assert made.returncode == 2
+    assert "not a duration" in made.stderr
