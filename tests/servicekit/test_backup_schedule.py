@@ -72,19 +72,20 @@ async def test_the_metrics_file_reports_the_newest_archive(
     url = await _database_with_rows(postgres_database)
     folder = tmp_path / "backups"
     metrics = tmp_path / "textfile" / "airlock-backup-gateway.prom"
-    write_metrics_file(metrics, folder, "gateway")
+    write_metrics_file(metrics, folder, "gateway", 3600)
     assert _samples(metrics.read_text())["backup_last_success_timestamp_seconds"] == 0
 
     run = await scheduled_backup(url, folder, "gateway", keep_days=30, prefer_path=False, now=START)
-    write_metrics_file(metrics, folder, "gateway")
+    write_metrics_file(metrics, folder, "gateway", 3600)
     samples = _samples(metrics.read_text())
     assert samples["backup_last_success_timestamp_seconds"] == START.timestamp()
     assert samples["backup_last_size_bytes"] == run.made.size_bytes
     assert samples["backup_archives"] == 1
+    assert samples["backup_interval_seconds"] == 3600
 
 
 def test_a_folder_without_archives_reports_no_backup(tmp_path: Path) -> None:
-    registry = backup_metrics(tmp_path / "missing", "processor")
+    registry = backup_metrics(tmp_path / "missing", "processor", 3600)
     value = registry.get_sample_value(
         "backup_last_success_timestamp_seconds", {"database": "processor"}
     )

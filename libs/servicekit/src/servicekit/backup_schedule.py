@@ -109,10 +109,17 @@ def prune(folder: Path, name: str, keep_days: float, now: datetime) -> list[Path
     return old
 
 
-def backup_metrics(folder: Path, name: str) -> CollectorRegistry:
-    """A registry holding the folder's backup state for database `name`."""
+def backup_metrics(folder: Path, name: str, every_s: float) -> CollectorRegistry:
+    """A registry holding the folder's backup state for database `name`, run every `every_s`."""
     registry = CollectorRegistry()
     labels = {"database": name}
+    interval = Gauge(
+        "backup_interval_seconds",
+        "The schedule's interval: the alert fires when the last good backup is two older.",
+        labelnames=tuple(labels),
+        registry=registry,
+    )
+    interval.labels(**labels).set(every_s)
     last = Gauge(
         "backup_last_success_timestamp_seconds",
         "Unix time of the newest verified scheduled backup (0: none yet).",
@@ -139,18 +146,18 @@ def backup_metrics(folder: Path, name: str) -> CollectorRegistry:
     return registry
 
 
-def write_metrics_file(path: Path, folder: Path, name: str) -> None:
+def write_metrics_file(path: Path, folder: Path, name: str, every_s: float) -> None:
     """Write the backup metrics for node_exporter's textfile collector (atomically)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), backup_metrics(folder, name))
+    write_to_textfile(str(path), backup_metrics(folder, name, every_s))
     os.chmod(path, 0o644)  # node_exporter runs as its own user; the file holds no secret
 
 
 class _FolderCollector:
     """Re-reads the folder at every scrape (a custom collector for `start_http_server`)."""
 
-    def __init__(self, folder: Path, name: str) -> None:
-        self._args = (folder, name)
+    def __init__(self, folder: Path, name: str, every_s: float) -> None:
+        self._args = (folder, name, every_s)
 
     def collect(self) -> Sequence[object]:
         return list(backup_metrics(*self._args).collect())
@@ -171,7 +178,7 @@ async def run_schedule(
     """Back up every `every_s` seconds (runs until cancelled); serve the metrics on a port."""
     if metrics_port is not None:
         registry = CollectorRegistry()
-        registry.register(_FolderCollector(folder, name))  # type: ignore[arg-type]
+        registry.register(_FolderCollector(folder, name, every_s))  # type: ignore[arg-type]
         start_http_server(metrics_port, registry=registry)
     report = progress or (lambda line: None)
     while True:

@@ -87,11 +87,16 @@ def add_backup_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     dump.add_argument(
         "--every",
         type=_duration,
+        default=3600.0,
         metavar="DURATION",
-        help="with --dir: keep running, one backup every DURATION (3600, 90m, 1h)",
+        help="with --dir: the schedule's interval (3600, 90m, 1h; default 1h), reported as "
+        "backup_interval_seconds; the alert fires when the last good backup is two older",
     )
     dump.add_argument(
-        "--metrics-port", type=int, help="with --every: serve the backup metrics on this port"
+        "--loop", action="store_true", help="with --dir: keep running, one backup every --every"
+    )
+    dump.add_argument(
+        "--metrics-port", type=int, help="with --loop: serve the backup metrics on this port"
     )
     dump.add_argument("--pg-bin", type=Path, metavar="DIR", help=pg_bin_help)
     load = commands.add_parser(
@@ -161,8 +166,8 @@ async def _run(args: argparse.Namespace, url: str, name: str, *, prefer_path: bo
 async def _run_scheduled(
     args: argparse.Namespace, url: str, name: str, *, prefer_path: bool, progress: Progress
 ) -> int:
-    """`backup --dir`: one scheduled run (a systemd timer's), or a loop with `--every`."""
-    if args.every is not None:
+    """`backup --dir`: one scheduled run (a systemd timer's), or a loop with `--loop`."""
+    if args.loop:
         await run_schedule(
             url,
             args.dir,
@@ -187,7 +192,7 @@ async def _run_scheduled(
         )
     finally:
         if args.metrics_file is not None:
-            write_metrics_file(args.metrics_file, args.dir, name)
+            write_metrics_file(args.metrics_file, args.dir, name, args.every)
     made = run.made
     log.info("backup_written", path=str(made.path), bytes=made.size_bytes, pruned=len(run.pruned))
     print(
