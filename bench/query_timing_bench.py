@@ -48,7 +48,7 @@ def run() -> Path:
         f"| without the query logger | {figures['plain_us']:.1f} |\n"
         f"| with the query logger | {figures['timed_us']:.1f} |\n"
         f"| overhead | {figures['overhead_us']:.1f} µs ({figures['overhead_pct']:.1f} %) |\n"
-        f"| the logger callback alone (in-process, best of 5) | {figures['callback_us']:.1f} µs |\n\n"
+        f"| the logger callback alone (in-process) | {figures['callback_us']:.1f} µs |\n\n"
         "The end-to-end difference carries the machine's noise (other processes share its "
         "cores); the callback's own cost is the floor of what timing adds per query.\n\n"
         "Reproduce: `uv run --frozen --no-sync python -m bench query-timing`.\n"
@@ -79,9 +79,7 @@ async def _measure(url: str) -> dict[str, Any]:
         await timed.close()
         await plain.close()
     callback_us = _callback_cost_us()
-    count = REGISTRY.get_sample_value(
-        "db_query_duration_seconds_count", {"query": query_name(SQL)}
-    )
+    count = REGISTRY.get_sample_value("db_query_duration_seconds_count", {"query": query_name(SQL)})
     plain_us, timed_us = best["plain"] * 1e6, best["timed"] * 1e6
     return {
         "queries_per_round": QUERIES,
