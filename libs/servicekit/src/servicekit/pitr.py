@@ -23,6 +23,7 @@ import pwd
 import shutil
 import subprocess
 import tarfile
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -83,6 +84,8 @@ def prepare_recovery(
         "recovery_target_action": "promote",
         # The recovered copy must not archive into the production archive.
         "archive_mode": "off",
+        # No read-only connections during recovery: `pg_ctl start -w` returns once it is done.
+        "hot_standby": "off",
     }
     with (pgdata / "postgresql.auto.conf").open("a", encoding="utf-8") as conf:
         for key, value in settings.items():
@@ -120,6 +123,16 @@ class LocalServer:
             *("-D", self.pgdata, "-w", "-t", str(_TIMEOUT_S), "-l", self.pgdata / "server.log"),
             *("-o", f"-h '' -k {self.socket_dir}", "start"),
         )
+        # pg_ctl -w returns while a recovery still replays (hot_standby off): wait for it.
+        deadline = time.monotonic() + _TIMEOUT_S
+        while not self._ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server on {self.pgdata} did not finish its recovery")
+            time.sleep(0.1)
+
+    def _ready(self) -> bool:
+        probe = [str(self.bin_dir / "pg_isready"), "-q", "-h", str(self.socket_dir)]
+        return subprocess.run(probe, check=False, timeout=30).returncode == 0
 
     def stop(self) -> None:
         """Stop the server (fast shutdown)."""
