@@ -12,6 +12,8 @@ from bench import (
     link_bench,
     live_updates_bench,
     processor_bench,
+    query_timing_bench,
+    restore_drill_bench,
     transfer_agent_bench,
 )
 
@@ -22,6 +24,8 @@ BENCHMARKS: dict[str, Callable[[], Path]] = {
     "response-processor": processor_bench.run,
     "request-gateway": gateway_bench.run,
     "request-gateway-live": live_updates_bench.run,
+    "restore-drill": restore_drill_bench.run,
+    "query-timing": query_timing_bench.run,
 }
 
 

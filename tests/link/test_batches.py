@@ -1,4 +1,5 @@
-"""The operators' batch listings: by peer, newest first, every batch once across pages."""
+"""The operators' batch listings: newest first per peer (peers descending), every batch once
+across pages."""
 
 from __future__ import annotations
 
@@ -35,6 +36,6 @@ async def test_inbound_pages_cross_from_one_peer_to_the_next_without_skipping(
             seen += [(batch.source, batch.seq) for batch in page.items]
             if (cursor := page.next_cursor) is None:
                 break
-        assert seen == [("alpha", 2), ("alpha", 1), ("beta", 9), ("beta", 8), ("beta", 7)]
+        assert seen == [("beta", 9), ("beta", 8), ("beta", 7), ("alpha", 2), ("alpha", 1)]
     finally:
         await conn.close()

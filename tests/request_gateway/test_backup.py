@@ -72,3 +72,62 @@ async def test_a_backup_restored_into_a_recreated_database_holds_every_row(
     after = await snapshot(database_url)
     assert after == before
     assert {table: len(rows) for table, rows in after[0].items()}["request"] == 3
+
+
+def test_a_scheduled_backup_writes_a_stamped_archive_and_its_metrics_file(
+    tmp_path: Path, database_url: str
+) -> None:
+    folder, metrics = tmp_path / "backups", tmp_path / "textfile" / "gateway.prom"
+    made = run(
+        tmp_path, database_url, "backup", "--dir", str(folder), "--keep-days", "30",
+        "--metrics-file", str(metrics),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    (archive,) = folder.glob("gateway-*.dump")
+    assert f"backup written: {archive}" in made.stdout
+    assert "pruned 0 older than 30 days" in made.stdout
+    assert 'backup_archives{database="gateway"} 1.0' in metrics.read_text()
+
+
+def test_backup_refuses_a_bad_interval(tmp_path: Path, database_url: str) -> None:
+    made = run(tmp_path, database_url, "backup", "--dir", str(tmp_path), "--every", "soon")
+    assert made.returncode == 2
+    assert "not a duration" in made.stderr
+
+
+async def test_the_restore_drill_restores_the_newest_backup_into_a_scratch_database(
+    tmp_path: Path, database_url: str
+) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        await fill(connection)
+        users = await connection.fetchval("SELECT count(*) FROM app_user")
+    finally:
+        await connection.close()
+    folder = tmp_path / "backups"
+    assert run(tmp_path, database_url, "backup", "--dir", str(folder)).returncode == 0
+
+    drill = run(tmp_path, database_url, "restore-drill", "--dir", str(folder))
+    assert drill.returncode == 0, drill.stderr
+    (archive,) = folder.glob("gateway-*.dump")
+    assert f"restore drill passed: {archive}" in drill.stdout
+    assert f"public.app_user: {users} rows" in drill.stdout
+    assert "migrations at head; restore" in drill.stdout
+    # The scratch database is gone again; the service's own is untouched.
+    connection = await asyncpg.connect(database_url)
+    try:
+        assert not await connection.fetchval(
+            "SELECT count(*) FROM pg_database WHERE datname = 'gateway_drill'"
+        )
+        assert await connection.fetchval("SELECT count(*) FROM app_user") == users
+    finally:
+        await connection.close()
+
+
+def test_the_restore_drill_without_a_backup_fails_with_its_code(
+    tmp_path: Path, database_url: str
+) -> None:
+    drill = run(tmp_path, database_url, "restore-drill", "--dir", str(tmp_path / "none"))
+    assert drill.returncode == 1
+    assert "archive_unreadable" in drill.stderr
+    assert "no scheduled backup" in drill.stderr

@@ -259,7 +259,7 @@ def test_without_a_database_url_the_embedded_server_is_backed_up_and_restored(
 
 
 def _args(command: str, **values: object) -> argparse.Namespace:
-    defaults = {"pg_bin": None, "yes": False, "force": False}
+    defaults = {"pg_bin": None, "yes": False, "force": False, "dir": None}
     return argparse.Namespace(command=command, **{**defaults, **values})
 
 

@@ -19,15 +19,15 @@ OUTBOUND_SQL: Final = f"""
     SELECT batch_id, peer, seq, reason AS kind, record_count, business_count, size_bytes,
            created_at, published_at, last_published_at, publish_count, acknowledged_at
     FROM {OUTBOUND_BATCH}
-    WHERE $1::text IS NULL OR peer > $1 OR (peer = $1 AND seq < $2)
-    ORDER BY peer, seq DESC LIMIT $3
+    WHERE $1::text IS NULL OR (peer, seq) < ($1, $2::bigint)
+    ORDER BY peer DESC, seq DESC LIMIT $3
 """
 INBOUND_SQL: Final = f"""
     SELECT batch_id, source, seq, record_count, business_count, created_at,
            first_received_at, last_received_at, times_received
     FROM {INBOUND_BATCH}
-    WHERE $1::text IS NULL OR source > $1 OR (source = $1 AND seq < $2)
-    ORDER BY source, seq DESC LIMIT $3
+    WHERE $1::text IS NULL OR (source, seq) < ($1, $2::bigint)
+    ORDER BY source DESC, seq DESC LIMIT $3
 """
 
 
@@ -69,7 +69,7 @@ BatchCursor = tuple[Text, BigInt]
 async def list_outbound(
     conn: Connection, *, cursor: str | None = None, limit: int = 100
 ) -> paging.Page[OutboundBatch]:
-    """Sent batches, by peer and newest first."""
+    """Sent batches, newest first per peer (peers in descending order: one index scan)."""
     after = paging.decode_cursor(cursor, BatchCursor) if cursor else (None, None)
     rows = await conn.fetch(OUTBOUND_SQL, *after, limit + 1)
     return paging.page_of(rows, limit, lambda row: OutboundBatch(**row), lambda b: (b.peer, b.seq))
@@ -78,7 +78,7 @@ async def list_outbound(
 async def list_inbound(
     conn: Connection, *, cursor: str | None = None, limit: int = 100
 ) -> paging.Page[InboundBatch]:
-    """Received batches, by source and newest first."""
+    """Received batches, newest first per source (sources in descending order: one index scan)."""
     after = paging.decode_cursor(cursor, BatchCursor) if cursor else (None, None)
     rows = await conn.fetch(INBOUND_SQL, *after, limit + 1)
     return paging.page_of(rows, limit, lambda row: InboundBatch(**row), lambda b: (b.source, b.seq))

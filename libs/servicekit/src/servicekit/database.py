@@ -1,12 +1,23 @@
-"""The database types services and libraries pass around, and the pool's gauge."""
+"""The database types services and libraries pass around, the pool's gauge, query times.
+
+Every query a service's pool runs is timed (`db_query_duration_seconds{query}`) by an asyncpg
+query logger that `open_pool` adds to each connection: one place, no wrapper at call sites.
+A query is named by a leading `/* query: NAME */` comment when it has one, else by its verb
+and first table (`select request`, `update outbox_batch`): label values stay bounded by the
+schema, never by the arguments.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 from typing import Any, Final, TypeAlias
 
 import asyncpg
+from asyncpg.connection import LoggedQuery
 from asyncpg.pool import PoolConnectionProxy
+from prometheus_client import Histogram
 
 from servicekit.metrics import declare_gauge
 
@@ -24,6 +35,18 @@ POOL_CONNECTIONS = declare_gauge(
     labelnames=("state",),
 )
 POOL_REFRESH_S: Final = 5.0
+
+QUERY_DURATION = Histogram(
+    "db_query_duration_seconds",
+    "Time of each database query this process ran, by query name (servicekit.database).",
+    labelnames=("query",),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+_NAMED = re.compile(r"^\s*/\*\s*query:\s*([a-z0-9_.-]+)\s*\*/", re.IGNORECASE)
+_COMMENTS = re.compile(r"/\*.*?\*/|--[^\n]*", re.DOTALL)
+_VERB = re.compile(r"\b(select|insert|update|delete|with|copy|create|alter|drop|lock|truncate)\b")
+_TABLE = re.compile(r"\b(?:from|into|update|join|table)\s+(?:only\s+)?\"?([a-z_][a-z0-9_.]*)")
+_MAX_NAME: Final = 60
 
 
 async def watch_pool(pool: Pool, stop: asyncio.Event | None = None) -> None:
@@ -51,7 +74,39 @@ async def open_pool(dsn: str, *, max_size: int, command_timeout: float = 60.0) -
         max_size=max_size,
         command_timeout=command_timeout,
         reset=_keep_session,
+        init=time_queries,
     )
+
+
+async def time_queries(connection: asyncpg.Connection[Any]) -> None:
+    """Record every query `connection` runs in `db_query_duration_seconds` (a pool's `init`)."""
+    connection.add_query_logger(_record_query)
+
+
+def _record_query(record: LoggedQuery) -> None:
+    _timer(record.query).observe(record.elapsed)
+
+
+@functools.lru_cache(maxsize=1024)
+def _timer(sql: str) -> Any:
+    """The histogram child of a statement (labels() takes a lock and builds a key each call)."""
+    return QUERY_DURATION.labels(query_name(sql))
+
+
+@functools.lru_cache(maxsize=1024)
+def query_name(sql: str) -> str:
+    """The label a query is timed under: its `/* query: NAME */`, else verb and first table."""
+    named = _NAMED.match(sql)
+    if named:
+        return named[1].lower()
+    text = _COMMENTS.sub(" ", sql).lower()
+    verb = _VERB.search(text)
+    if verb is None:
+        return "other"
+    # For a CTE, the statement that follows the WITH list names the work.
+    table = _TABLE.search(text, verb.start())
+    name = f"{verb[1]} {table[1]}" if table else verb[1]
+    return name[:_MAX_NAME]
 
 
 async def _keep_session(connection: asyncpg.Connection[Any]) -> None:

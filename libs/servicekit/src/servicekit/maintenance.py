@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar, cast
@@ -24,13 +24,15 @@ import asyncpg
 import msgspec
 import structlog
 
-from servicekit.backup import BackupError, backup, format_size, restore
+from servicekit.backup import BackupError, Progress, backup, format_size, restore
+from servicekit.backup_schedule import run_schedule, scheduled_backup, write_metrics_file
 from servicekit.exposure import insecure_transport_warnings
 from servicekit.logs import configure_logging
 from servicekit.migrations import MigrationError, migrate_back_to
+from servicekit.restore_drill import restore_drill
 from servicekit.settings import ServiceSettings, SettingsError, json_logs, settings_for_log
 
-BACKUP_COMMANDS: Final = frozenset({"backup", "restore"})
+BACKUP_COMMANDS: Final = frozenset({"backup", "restore", "restore-drill"})
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
@@ -50,6 +52,7 @@ class ServiceDatabase:
     url: str | None
     data_dir: Path
     name: str
+    apps: Sequence[str] = ()  # its Piccolo apps: restore-drill checks their migrations ran
 
     @property
     def where(self) -> str:
@@ -66,7 +69,37 @@ def add_backup_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "then pgserver's; the first at least the server's major version)"
     )
     dump = commands.add_parser("backup", help="dump the database to a file (pg_dump -Fc)")
-    dump.add_argument("--out", type=Path, required=True, metavar="FILE", help="archive to write")
+    where = dump.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, metavar="FILE", help="archive to write")
+    where.add_argument(
+        "--dir",
+        type=Path,
+        metavar="DIR",
+        help="scheduled backup: write DIR/NAME-<UTC time>.dump, prune those past --keep-days",
+    )
+    dump.add_argument(
+        "--keep-days", type=float, default=30.0, help="with --dir: days to keep (default 30)"
+    )
+    dump.add_argument(
+        "--metrics-file",
+        type=Path,
+        metavar="FILE",
+        help="with --dir: write the backup metrics there (node_exporter textfile collector)",
+    )
+    dump.add_argument(
+        "--every",
+        type=_duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="with --dir: the schedule's interval (3600, 90m, 1h; default 1h), reported as "
+        "backup_interval_seconds; the alert fires when the last good backup is two older",
+    )
+    dump.add_argument(
+        "--loop", action="store_true", help="with --dir: keep running, one backup every --every"
+    )
+    dump.add_argument(
+        "--metrics-port", type=int, help="with --loop: serve the backup metrics on this port"
+    )
     dump.add_argument("--pg-bin", type=Path, metavar="DIR", help=pg_bin_help)
     load = commands.add_parser(
         "restore", help="replace the database's contents with a backup (pg_restore)"
@@ -81,6 +114,14 @@ def add_backup_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "--force", action="store_true", help="restore even while other sessions use the database"
     )
     load.add_argument("--pg-bin", type=Path, metavar="DIR", help=pg_bin_help)
+    drill = commands.add_parser(
+        "restore-drill",
+        help="restore the newest scheduled backup into a scratch database, check it, time it",
+    )
+    drill.add_argument(
+        "--dir", type=Path, required=True, metavar="DIR", help="the scheduled backups' folder"
+    )
+    drill.add_argument("--pg-bin", type=Path, metavar="DIR", help=pg_bin_help)
 
 
 def run_backup_command(args: argparse.Namespace, database: ServiceDatabase) -> int:
@@ -95,17 +136,38 @@ def run_backup_command(args: argparse.Namespace, database: ServiceDatabase) -> i
         return EXIT_USAGE
     try:
         with _database(database) as url:
-            return asyncio.run(_run(args, url, prefer_path=database.url is not None))
+            return asyncio.run(_run(args, url, database, prefer_path=database.url is not None))
     except BackupError as exc:
         log.error(f"{args.command}_failed", code=exc.code, error=str(exc))
         print(f"error ({exc.code}): {exc}", file=sys.stderr)
         return exc.exit_code
 
 
-async def _run(args: argparse.Namespace, url: str, *, prefer_path: bool) -> int:
+async def _run(
+    args: argparse.Namespace, url: str, database: ServiceDatabase, *, prefer_path: bool
+) -> int:
     def progress(line: str) -> None:
         print(f"{args.command}: {line}", file=sys.stderr, flush=True)
 
+    name = database.name
+    if args.command == "restore-drill":
+        drill = await restore_drill(
+            url, args.dir, name, database.apps, prefer_path=prefer_path, bin_dir=args.pg_bin,
+            progress=progress,
+        )  # fmt: skip
+        log.info("restore_drill_passed", path=str(drill.archive.path), seconds=drill.total_s)
+        print(
+            f"restore drill passed: {drill.archive.path} ({format_size(drill.archive.size_bytes)})"
+        )
+        for table, count in drill.rows.items():
+            print(f"  {table}: {count} rows")
+        print(
+            f"migrations at head; restore {drill.restore_s:.1f} s, total {drill.total_s:.1f} s "
+            "(restore, checks and the scratch database's creation and removal)"
+        )
+        return EXIT_OK
+    if args.command == "backup" and args.dir is not None:
+        return await _run_scheduled(args, url, name, prefer_path=prefer_path, progress=progress)
     if args.command == "backup":
         made = await backup(
             url, args.out, prefer_path=prefer_path, bin_dir=args.pg_bin, progress=progress
@@ -128,6 +190,58 @@ async def _run(args: argparse.Namespace, url: str, *, prefer_path: bool) -> int:
     log.info("backup_restored", path=str(done.path), tables=done.tables)
     print(f"restored: {done.path} ({done.tables} tables, {done.duration_s:.1f} s)")
     return EXIT_OK
+
+
+async def _run_scheduled(
+    args: argparse.Namespace, url: str, name: str, *, prefer_path: bool, progress: Progress
+) -> int:
+    """`backup --dir`: one scheduled run (a systemd timer's), or a loop with `--loop`."""
+    if args.loop:
+        await run_schedule(
+            url,
+            args.dir,
+            name,
+            every_s=args.every,
+            keep_days=args.keep_days,
+            metrics_port=args.metrics_port,
+            prefer_path=prefer_path,
+            bin_dir=args.pg_bin,
+            progress=progress,
+        )
+        return EXIT_OK
+    try:
+        run = await scheduled_backup(
+            url,
+            args.dir,
+            name,
+            keep_days=args.keep_days,
+            prefer_path=prefer_path,
+            bin_dir=args.pg_bin,
+            progress=progress,
+        )
+    finally:
+        if args.metrics_file is not None:
+            write_metrics_file(args.metrics_file, args.dir, name, args.every)
+    made = run.made
+    log.info("backup_written", path=str(made.path), bytes=made.size_bytes, pruned=len(run.pruned))
+    print(
+        f"backup written: {made.path} ({format_size(made.size_bytes)}, {made.tables} tables, "
+        f"{made.duration_s:.1f} s); pruned {len(run.pruned)} older than {args.keep_days:g} days"
+    )
+    return EXIT_OK
+
+
+def _duration(text: str) -> float:
+    """Seconds from `3600`, `90m`, `1h` or `2d`."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    scale = units.get(text[-1:])
+    try:
+        value = float(text[:-1]) * scale if scale else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 3600, 90m, 1h)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the interval must be positive")
+    return value
 
 
 def add_rollback_arguments(migrate: argparse.ArgumentParser, *, default_app: str) -> None:

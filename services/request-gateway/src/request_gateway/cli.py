@@ -1,4 +1,4 @@
-"""`request-gateway serve|worker|migrate|backup|restore`.
+"""`request-gateway serve|worker|migrate|backup|restore|restore-drill`.
 
 Exit codes: 0 ok, 1 failure (details on stderr), 2 usage or configuration error; backup and
 restore add 3 and 4 (servicekit.maintenance).
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, settings: GatewaySettings) -> int:
     command = args.command
-    database = ServiceDatabase(settings.database_url, settings.data_dir, "gateway")
+    database = ServiceDatabase(settings.database_url, settings.data_dir, "gateway", APPS)
     if command in BACKUP_COMMANDS:
         return run_backup_command(args, database)
     if command == "migrate" and args.back_to:

@@ -1,4 +1,4 @@
-"""`response-processor serve|worker|migrate|create-admin|backup|restore`.
+"""`response-processor serve|worker|migrate|create-admin|backup|restore|restore-drill`.
 
 Exit codes: 0 ok, 1 failure (details on stderr), 2 usage or configuration error; backup and
 restore add 3 and 4 (servicekit.maintenance).
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: ProcessorSettings) -> int:
-    database = ServiceDatabase(settings.database_url, settings.data_dir, "processor")
+    database = ServiceDatabase(settings.database_url, settings.data_dir, "processor", APPS)
     if args.command in BACKUP_COMMANDS:
         return run_backup_command(args, database)
     if args.command == "migrate" and args.back_to:
