@@ -111,7 +111,8 @@ def test_header_and_trailer_are_clear_records_are_not(
     assert header["recipients"] == ["response-net-enc-1"]
     assert json.loads(trailer_line)["trailer"]["record_count"] == 3
     assert body.startswith(b"age-encryption.org/v1\n")
-    assert b"echo" not in body and b"request_id" not in body
+    assert b"echo" not in body
+    assert b"request_id" not in body
 
 
 def test_the_agent_verifies_without_any_decryption_key(
@@ -123,7 +124,9 @@ def test_the_agent_verifies_without_any_decryption_key(
     for start in range(0, len(data), 7777):  # pieces of any size
         parser.feed(data[start : start + 7777])
     verified = parser.finish()
-    assert verified.encrypted and verified.signature_checked and verified.record_count == 2000
+    assert verified.encrypted
+    assert verified.signature_checked
+    assert verified.record_count == 2000
 
 
 def test_the_age_command_decrypts_the_body_with_the_documented_recipe(
@@ -270,4 +273,5 @@ def test_the_age_command_reads_our_identity_files(tmp_path: Path) -> None:
 def test_decryption_keys_never_show_the_secret(identities: DecryptionKeys, age_keys: Path) -> None:
     secret = (age_keys / "response-net-enc-1.agekey").read_text().splitlines()[-1]
     assert secret.startswith("AGE-SECRET-KEY-1")
-    assert secret not in repr(identities) and secret not in str(identities)
+    assert secret not in repr(identities)
+    assert secret not in str(identities)
