@@ -28,7 +28,7 @@ from airlink import metrics
 from airlink.render import OUTBOUND_COLUMNS, OutboundBatchRow, Rendered, render_batch
 from airlink.schema import OUTBOUND_BATCH, OUTBOX_GROUP, PEER, AuditAction
 from airlink.settings import LinkSettings
-from batchformat import SigningKey
+from batchformat import RecipientKeys, SigningKey
 from servicekit import audit
 from servicekit.database import Connection, Pool
 
@@ -140,10 +140,17 @@ class ExportReport:
 class Exporter:
     """Makes and publishes this side's batches for its peer."""
 
-    def __init__(self, pool: Pool, settings: LinkSettings, signing_key: SigningKey) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        settings: LinkSettings,
+        signing_key: SigningKey,
+        encrypt_to: RecipientKeys | None = None,
+    ) -> None:
         self._pool = pool
         self._settings = settings
         self._key = signing_key
+        self._encrypt_to = encrypt_to
         self._peer = settings.peer_network_id
 
     async def export_once(self, now: datetime) -> ExportReport:
@@ -223,7 +230,9 @@ class Exporter:
                 return False
             batch = OutboundBatchRow.from_record(row)
             started = time.perf_counter()
-            rendered = await render_batch(conn, batch, self._settings.outbox_dir, self._key)
+            rendered = await render_batch(
+                conn, batch, self._settings.outbox_dir, self._key, self._encrypt_to
+            )
             published = rendered.published
             await conn.execute(
                 _MARK_PUBLISHED, batch.batch_id, now, published.sha256, published.size_bytes
