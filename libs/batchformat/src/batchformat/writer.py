@@ -35,6 +35,10 @@ class PublishedBatch:
     record_count: int
     sha256: str
     size_bytes: int
+    # The same for every rendering of the same records: the file's digest in clear text, the
+    # digest of the record lines in clear when encrypted (each rendering's ciphertext differs:
+    # age draws a new file key every time, and the recipients may have changed).
+    content_sha256: str = ""
 
 
 class BatchWriter:
@@ -69,9 +73,11 @@ class BatchWriter:
         self._count = 0
         self._published: PublishedBatch | None = None
         self._encryptor: BodyEncryptor | None = None
+        self._content: StreamingSha256 | None = None
         self._append(_encoder.encode(header))
         if encrypt_to is not None:
             self._flush()  # the header in clear; what follows goes through the cipher
+            self._content = StreamingSha256()
             self._encryptor = BodyEncryptor(encrypt_to, self._write_hashed)
 
     def write(self, record: Any) -> None:
@@ -101,6 +107,7 @@ class BatchWriter:
             self._encryptor.finish()
             self._write_hashed(b"\n")  # ends the binary body: the trailer is the last line
         digest = self._hasher.digest()
+        content = self._content.digest().hex() if self._content is not None else digest.hex()
         trailer = Trailer(
             record_count=self._count,
             sha256=digest.hex(),
@@ -116,7 +123,7 @@ class BatchWriter:
         self._file.close()
         fsync_dir(self.directory)
         self._published = PublishedBatch(
-            self._final_path, self.header, self._count, trailer.sha256, self._size
+            self._final_path, self.header, self._count, trailer.sha256, self._size, content
         )
         return self._published
 
@@ -125,6 +132,8 @@ class BatchWriter:
         if self._encryptor is not None:
             self._encryptor.finish()
         self._hasher.close()
+        if self._content is not None:
+            self._content.close()
         if self._published is None and not self._file.closed:
             self._part_path.unlink(missing_ok=True)
             self._file.close()
@@ -152,7 +161,10 @@ class BatchWriter:
             # The hashing (or encrypting) thread reads this buffer while we go on: neither
             # changes it, and the next records go to a new one.
             if self._encryptor is not None:
-                self._encryptor.feed(bytes(self._buffer))
+                assert self._content is not None
+                plain = bytes(self._buffer)
+                self._content.update(plain)
+                self._encryptor.feed(plain)
             else:
                 self._write_hashed(memoryview(self._buffer))
             self._buffer = bytearray()

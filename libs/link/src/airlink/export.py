@@ -235,7 +235,7 @@ class Exporter:
             )
             published = rendered.published
             await conn.execute(
-                _MARK_PUBLISHED, batch.batch_id, now, published.sha256, published.size_bytes
+                _MARK_PUBLISHED, batch.batch_id, now, published.content_sha256, published.size_bytes
             )
             kind = batch.kind
             if kind != "heartbeat":  # heartbeats are too many to audit
@@ -256,7 +256,7 @@ class Exporter:
         """Log and count a publication."""
         kind = batch.kind
         published = rendered.published
-        if batch.sha256 is not None and batch.sha256 != published.sha256:
+        if batch.sha256 is not None and batch.sha256 != published.content_sha256:
             # Rendering is a pure function of the rows; a different digest means the rows
             # changed after the first publication, and the peer may see two versions.
             log.error("batch_rerender_differs", batch_id=str(batch.batch_id), seq=batch.seq)
