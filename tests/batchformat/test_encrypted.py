@@ -275,3 +275,14 @@ def test_decryption_keys_never_show_the_secret(identities: DecryptionKeys, age_k
     assert secret.startswith("AGE-SECRET-KEY-1")
     assert secret not in repr(identities)
     assert secret not in str(identities)
+
+
+def test_a_record_over_the_line_limit_is_line_too_long_after_decryption(
+    tmp_path: Path, signing_key: SigningKey, trusted: TrustedKeys,
+    recipients: RecipientKeys, identities: DecryptionKeys,
+) -> None:  # fmt: skip
+    path = encrypted(tmp_path, signing_key, recipients, count=2000)
+    reader = BatchReader(path, trusted, TestRecord, decryption_keys=identities, max_line_bytes=60)
+    with pytest.raises(BatchRejected) as caught:
+        list(reader.records())
+    assert caught.value.reason is RejectReason.LINE_TOO_LONG

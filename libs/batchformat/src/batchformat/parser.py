@@ -282,24 +282,36 @@ class BatchParser:
         self._take_plaintext()
 
     def _take_plaintext(self) -> None:
+        """Frame the plaintext decrypted so far: complete record lines go to `_work`."""
         if self._decryptor is None:
             return
-        for piece in self._decryptor.ready():
-            data = self._plain_tail + piece if self._plain_tail else piece
-            last = data.rfind(NEWLINE)
-            first = data.find(NEWLINE)
-            if (len(data) if first < 0 else first) > self._max_line:
+        pieces = list(self._decryptor.ready())  # many small pieces: one join, one split
+        if not pieces:
+            return
+        data = b"".join([self._plain_tail, *pieces])
+        if len(data) > self._max_line:
+            self._check_plain_line_lengths(data)
+        last = data.rfind(NEWLINE)
+        if last < 0:
+            self._plain_tail = data
+            return
+        self._work.append(_Lines(self._plain_lines + 2, data, 0, last + 1))
+        self._plain_lines += data.count(NEWLINE, 0, last + 1)
+        self._plain_tail = data[last + 1 :]
+
+    def _check_plain_line_lengths(self, data: bytes) -> None:
+        start, line = 0, self._plain_lines + 2
+        while start < len(data):
+            end = data.find(NEWLINE, start)
+            if (len(data) if end < 0 else end) - start > self._max_line:
                 raise BatchRejected(
                     RejectReason.LINE_TOO_LONG,
                     f"a record is longer than {self._max_line} bytes",
-                    line=self._plain_lines + 2,
+                    line=line,
                 )
-            if last < 0:
-                self._plain_tail = data
-                continue
-            self._work.append(_Lines(self._plain_lines + 2, data, 0, last + 1))
-            self._plain_lines += data.count(NEWLINE, 0, last + 1)
-            self._plain_tail = data[last + 1 :]
+            if end < 0:
+                return
+            start, line = end + 1, line + 1
 
     def _take_work(self) -> list[_Lines]:
         work, self._work = self._work, []
