@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import msgspec
@@ -26,7 +27,7 @@ from batchformat import (
     generate_encryption_key_pair,
     write_batch,
 )
-from tests.batchformat.conftest import TestRecord, echo_records, make_header
+from tests.batchformat.conftest import Echo, TestRecord, echo_records, make_header
 
 AGE_CHUNK = 64 * 1024 + 16  # a full age payload chunk: 64 KiB of plaintext and its tag
 
@@ -281,8 +282,10 @@ def test_a_record_over_the_line_limit_is_line_too_long_after_decryption(
     tmp_path: Path, signing_key: SigningKey, trusted: TrustedKeys,
     recipients: RecipientKeys, identities: DecryptionKeys,
 ) -> None:  # fmt: skip
-    path = encrypted(tmp_path, signing_key, recipients, count=2000)
-    reader = BatchReader(path, trusted, TestRecord, decryption_keys=identities, max_line_bytes=60)
+    records = [*echo_records(2000), Echo(uuid.UUID(int=1), {"pad": "x" * 600}), *echo_records(9)]
+    path = write_batch(tmp_path, make_header(), records, signing_key, encrypt_to=recipients).path
+    reader = BatchReader(path, trusted, TestRecord, decryption_keys=identities, max_line_bytes=500)
     with pytest.raises(BatchRejected) as caught:
         list(reader.records())
     assert caught.value.reason is RejectReason.LINE_TOO_LONG
+    assert caught.value.line == 2002  # the header is line 1
