@@ -25,6 +25,7 @@ from batchformat import (
     SigningKey,
     TrustedKeys,
     generate_encryption_key_pair,
+    same_batch,
     write_batch,
 )
 from tests.batchformat.conftest import Echo, TestRecord, echo_records, make_header
@@ -289,3 +290,24 @@ def test_a_record_over_the_line_limit_is_line_too_long_after_decryption(
         list(reader.records())
     assert caught.value.reason is RejectReason.LINE_TOO_LONG
     assert caught.value.line == 2002  # the header is line 1
+
+
+def test_two_renderings_of_one_encrypted_batch_are_the_same_batch(
+    tmp_path: Path, signing_key: SigningKey, intruder_key: SigningKey, trusted: TrustedKeys,
+    recipients: RecipientKeys, age_keys: Path,
+) -> None:  # fmt: skip
+    header = make_header()
+    for folder in "abcd":
+        (tmp_path / folder).mkdir()
+    first = write_batch(
+        tmp_path / "a", header, echo_records(50), signing_key, encrypt_to=recipients
+    )
+    both = RecipientKeys.from_directory(age_keys)  # a rotation changed the recipients
+    again = write_batch(tmp_path / "b", header, echo_records(50), signing_key, encrypt_to=both)
+    assert first.path.read_bytes() != again.path.read_bytes()
+    assert first.content_sha256 == again.content_sha256
+    assert same_batch(again.path, first.path, trusted)
+    forged = write_batch(tmp_path / "c", header, echo_records(50), intruder_key, encrypt_to=both)
+    assert not same_batch(forged.path, first.path, trusted)
+    other = write_batch(tmp_path / "d", header, echo_records(51), signing_key, encrypt_to=both)
+    assert not same_batch(other.path, first.path, trusted)

@@ -22,6 +22,7 @@ from batchformat.keys import (
 from batchformat.models import FORMAT, FORMAT_ENCRYPTED, BatchName, Header, KindedRecord, Trailer
 from batchformat.parser import DEFAULT_MAX_LINE_BYTES, BatchParser, Expectations, VerifiedBatch
 from batchformat.reader import BatchReader, verify_batch_file
+from batchformat.sameness import same_batch
 from batchformat.writer import BatchWriter, PublishedBatch, write_batch
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "load_public_key",
     "load_recipient",
     "load_signing_key",
+    "same_batch",
     "verify_batch_file",
     "write_batch",
 ]
