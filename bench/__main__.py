@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench import (
     batchformat_bench,
+    crypto_bench,
     gateway_bench,
     link_bench,
     live_updates_bench,
@@ -19,6 +20,7 @@ from bench import (
 
 BENCHMARKS: dict[str, Callable[[], Path]] = {
     "batchformat": batchformat_bench.run,
+    "crypto": crypto_bench.run,
     "transfer-agent": transfer_agent_bench.run,
     "link": link_bench.run,
     "response-processor": processor_bench.run,

@@ -9,7 +9,8 @@
 # FOLDER/keys/<network>/<network>.pub (the public halves). An existing file is never
 # replaced, so running it again only fills in what is missing. Replace the test certificates
 # with real ones (same file names), and on a two-host site copy only the *public* key of each
-# side to the other (docs/deployment.md, "Secrets and keys"). Needs openssl.
+# side to the other (docs/deployment.md, "Secrets and keys"). Needs openssl and age-keygen
+# (Debian: apt-get install age).
 set -eu
 
 root=${1:-$(dirname "$0")}
@@ -70,4 +71,26 @@ for network in request-net response-net; do
         echo "made $private"
     fi
     new "$keys/$network/$network.pub" openssl pkey -in "$private" -pubout
+done
+
+# Batch encryption keys: FOLDER/secrets/decrypt-<network>/<network>.agekey (mode 600: the
+# services refuse a decryption key others may read, so it is owned by the containers' user,
+# uid 10001, when this runs as root) and its public half FOLDER/keys/<network>/<network>.agepub,
+# which the *peer* encrypts to.
+for network in request-net response-net; do
+    folder="$secrets/decrypt-$network"
+    identity="$folder/$network.agekey"
+    mkdir -p "$folder"
+    if [ ! -e "$identity" ]; then
+        age-keygen -o "$identity" 2>/dev/null
+        chmod 0600 "$identity"
+        echo "made $identity"
+    fi
+    chmod 0700 "$folder"
+    if [ "$(id -u)" = 0 ]; then
+        chown 10001:10001 "$folder" "$identity"
+    else
+        echo "note: run as root, or chown 10001 $folder $identity, for the containers to read it"
+    fi
+    new "$keys/$network/$network.agepub" age-keygen -y "$identity"
 done

@@ -48,9 +48,71 @@ def batch(tmp_path: Path, keys: Path) -> Path:
     return Path(result.stdout.strip())
 
 
-def test_keygen_writes_a_private_and_a_public_key(keys: Path) -> None:
-    assert sorted(p.name for p in keys.iterdir()) == ["site-a.key", "site-a.pub"]
+def test_keygen_writes_a_signing_and_an_encryption_key_pair(keys: Path) -> None:
+    assert sorted(p.name for p in keys.iterdir()) == [
+        "site-a.agekey", "site-a.agepub", "site-a.key", "site-a.pub",
+    ]  # fmt: skip
     assert (keys / "site-a.key").stat().st_mode & 0o777 == 0o600
+    assert (keys / "site-a.agekey").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.fixture
+def sealed(tmp_path: Path, keys: Path) -> Path:
+    records = tmp_path / "records.jsonl"
+    records.write_text('{"kind":"echo","payload":{"x":1}}\n{"kind":"ping"}\n')
+    out = tmp_path / "sealed"
+    out.mkdir()
+    result = run(
+        "pack", records, "--source", "req-net", "--destination", "resp-net", "--seq", "6",
+        "--key", keys / "site-a.key", "--encrypt-to", keys / "site-a.agepub", "--out", out,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return Path(result.stdout.strip())
+
+
+def test_an_encrypted_batch_verifies_without_the_private_key(sealed: Path, keys: Path) -> None:
+    result = run("verify", sealed, "--trusted", keys / "site-a.pub")
+    assert result.returncode == 0, result.stderr
+    assert "2 records (encrypted" in result.stdout
+
+
+def test_verify_with_the_identity_decrypts_and_checks_the_records(sealed: Path, keys: Path) -> None:
+    result = run(
+        "verify", sealed, "--trusted", keys / "site-a.pub", "--identity", keys / "site-a.agekey"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ok: " in result.stdout
+
+
+def test_decrypt_prints_the_records_in_clear(sealed: Path, keys: Path) -> None:
+    result = run(
+        "decrypt", sealed, "--trusted", keys / "site-a.pub", "--identity", keys / "site-a.agekey"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == '{"kind":"echo","payload":{"x":1}}\n{"kind":"ping"}\n'
+
+
+def test_decrypt_with_another_key_is_rejected_with_its_reason(
+    sealed: Path, keys: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    assert (
+        run("keygen", "--key-id", "other", "--kind", "encryption", "--out", other).returncode == 0
+    )
+    result = run(
+        "decrypt", sealed, "--trusted", keys / "site-a.pub", "--identity", other / "other.agekey"
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("rejected: unknown_recipient_key:")
+
+
+def test_inspect_shows_recipients_and_the_announced_count(sealed: Path) -> None:
+    result = run("inspect", sealed)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["header"]["format"] == "batchformat/2"
+    assert report["header"]["recipients"] == ["site-a"]
+    assert report["record_count"] == 2
 
 
 def test_keygen_will_not_overwrite(keys: Path) -> None:

@@ -83,7 +83,7 @@ def test_another_format_is_unsupported(
     tmp_path: Path, signing_key: SigningKey, trusted: TrustedKeys
 ) -> None:
     header = make_header()
-    head = header_bytes(header).replace(b"batchformat/1", b"batchformat/2")
+    head = header_bytes(header).replace(b"batchformat/1", b"batchformat/3")
     path = signed_file(tmp_path, header, [], signing_key, head=head)
     assert reason_of(path, trusted) is RejectReason.UNSUPPORTED_FORMAT
 

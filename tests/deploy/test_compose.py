@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from airlink.endpoint import load_link_encryption
 from batchformat import TrustedKeys, load_signing_key
 from request_gateway.settings import GatewaySettings
 from response_processor.settings import ProcessorSettings
@@ -156,7 +157,7 @@ def test_volumes_are_named_or_read_only_configuration(path: Path) -> None:
             if source.startswith("."):
                 assert options == ["ro"], f"{name}: bind mount {source} must be read-only"
                 host = path.parent / source
-                if "keys" not in host.parts:  # made per site by init-secrets.sh
+                if not {"keys", "secrets"} & set(host.parts):  # made per site by init-secrets.sh
                     assert host.exists(), f"{name}: {source} does not exist"
             else:
                 assert source in named, f"{name}: volume {source} is not declared"
@@ -220,6 +221,9 @@ def test_settings_are_valid_in_production_with_the_made_secrets(
     assert signing_key.key_id == settings.network_id
     peers = TrustedKeys.from_directory(settings.peer_keys_path)
     assert list(peers) == [settings.peer_network_id]
+    encryption = load_link_encryption(settings, generate_missing=False)  # as production starts
+    assert list(encryption.recipients or ()) == [settings.peer_network_id]
+    assert list(encryption.decryption_keys) == [settings.network_id]
     if isinstance(settings, GatewaySettings) and settings.tls_cert_file is not None:
         assert settings.tls_key_file is not None
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
@@ -263,9 +267,15 @@ def test_the_secrets_folder_is_private_and_the_key_folders_readable(made_secrets
 
 
 def test_init_secrets_never_replaces_a_secret(made_secrets: Path) -> None:
-    before = {p.name: p.read_bytes() for p in (made_secrets / "secrets").iterdir()}
+    def files() -> dict[str, bytes]:
+        folder = made_secrets / "secrets"
+        return {
+            str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+        }
+
+    before = files()
     subprocess.run(["sh", str(INIT_SECRETS), str(made_secrets)], check=True, capture_output=True)
-    after = {p.name: p.read_bytes() for p in (made_secrets / "secrets").iterdir()}
+    after = files()
     assert after == before
 
 

@@ -13,9 +13,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from batchformat import Header, SigningKey, load_signing_key, write_batch
+from batchformat import (
+    BatchReader,
+    DecryptionKeys,
+    Header,
+    SigningKey,
+    load_signing_key,
+    write_batch,
+)
 
 # Far above any sequence number a test stack reaches, and different each time.
 FOREIGN_SEQ_BASE = 900_000_000
@@ -77,12 +85,40 @@ def quarantined(zone: Path, name: str) -> dict[str, Any] | None:
     return document
 
 
+def record_lines(path: Path) -> list[bytes]:
+    """A batch's record lines in clear: decrypted with the demo's keys if encrypted.
+
+    The keys are the `*.agekey` of both sides of the demo folder the batch is in.
+    """
+    content = path.read_bytes()
+    if json.loads(content.partition(b"\n")[0])["format"] != "batchformat/2":
+        return content.splitlines()[1:-1]  # between the header and the trailer
+    reader = BatchReader(
+        path, None, msgspec.Raw, check_name=False, decryption_keys=_demo_keys(path)
+    )
+    return [bytes(record) for record in reader.records()]
+
+
+def is_encrypted(path: Path) -> bool:
+    """Whether a batch file is `batchformat/2`."""
+    with path.open("rb") as file:
+        header: dict[str, Any] = json.loads(file.readline())
+    return bool(header["format"] == "batchformat/2")
+
+
+def _demo_keys(path: Path) -> DecryptionKeys:
+    for folder in path.parents:
+        if (folder / "gateway").is_dir() and (folder / "processor").is_dir():
+            return DecryptionKeys.from_files(sorted(folder.glob("*/keys/*.agekey")))
+    raise AssertionError(f"{path} is not inside a demo folder")
+
+
 def batches_mentioning(folder: Path, *needles: str) -> list[Path]:
-    """Batch files in `folder` (not below it) whose text holds every needle."""
+    """Batch files in `folder` (not below it) whose records, in clear, hold every needle."""
     found = []
     for path in sorted(folder.glob("*.jsonl")):
         try:
-            text = path.read_text(errors="replace")
+            text = b"\n".join(record_lines(path)).decode(errors="replace")
         except FileNotFoundError:  # taken by the agent or the importer meanwhile
             continue
         if all(needle in text for needle in needles):
@@ -94,7 +130,6 @@ def batches_with(folder: Path, matches: Callable[[dict[str, Any]], bool]) -> lis
     """Batch files in `folder` (not below it) holding a record for which `matches` is true."""
     found = []
     for path in sorted(folder.glob("*.jsonl")):
-        lines = path.read_bytes().splitlines()[1:-1]  # between the header and the trailer
-        if any(matches(json.loads(line)) for line in lines):
+        if any(matches(json.loads(line)) for line in record_lines(path)):
             found.append(path)
     return found

@@ -29,6 +29,7 @@ from tests.e2e.batches import (
     corrupt,
     drop,
     forged_key,
+    is_encrypted,
     make_batch,
     quarantined,
     side_key,
@@ -428,6 +429,10 @@ def test_a_replayed_old_batch_changes_nothing(stack: Stack, accounts: dict[str, 
         ("gateway", one(batches_mentioning(archives["gateway"], str(request_id)))),
         ("gateway", one(batches_with(archives["gateway"], user_record(leaver.id, active=True)))),
     ]
+    # Encryption is on by default: what crossed is ciphertext, the request id is not in it.
+    for _, path in carried:
+        assert is_encrypted(path)
+        assert str(request_id).encode() not in path.read_bytes()
 
     def state() -> tuple[object, ...]:
         gateway = stack.query(

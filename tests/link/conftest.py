@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from airlink import ImportReport, Link, LinkService, LinkSettings, enqueue
+from airlink.encryption import PLAINTEXT, LinkEncryption
 from airlink.records import (
     GatewayBusiness,
     OutboundRecord,
@@ -27,6 +28,7 @@ from batchformat import (
     Header,
     SigningKey,
     TrustedKeys,
+    generate_encryption_key_pair,
     generate_key_pair,
     load_signing_key,
     write_batch,
@@ -147,8 +149,10 @@ class Side:
 @pytest.fixture(scope="session")
 def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("keys")
-    for key_id in ("request-net-1", "response-net-1", "intruder"):
+    for key_id in ("request-net-1", "response-net-1", "intruder", "request-net-2"):
         generate_key_pair(key_id, folder)
+    for key_id in ("response-net-enc-1", "response-net-enc-2", "request-net-enc-1"):
+        generate_encryption_key_pair(key_id, folder)
     return folder
 
 
@@ -184,6 +188,9 @@ class SideFactory:
         *,
         url: str | None = None,
         clock: Callable[[], datetime] = lambda: T0,
+        encryption: LinkEncryption = PLAINTEXT,
+        signing_key_id: str | None = None,
+        trusted_key_ids: Sequence[str] | None = None,
         **overrides: Any,
     ) -> Side:
         gateway = name == "gateway"
@@ -199,14 +206,16 @@ class SideFactory:
         pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
         self.pools.append(pool)
         settings = make_settings(own, peer, outbox, inbox, **overrides)
-        key = load_signing_key(self.key_dir / f"{own}-1.key")
+        key = load_signing_key(self.key_dir / f"{signing_key_id or own + '-1'}.key")
+        trusted_ids = trusted_key_ids or [f"{peer}-1"]
         service = GatewayScratch() if gateway else ProcessorScratch()
         link = Link(
             pool,
             settings,
             service,
             signing_key=key,
-            peer_keys=trusted(self.key_dir, f"{peer}-1"),
+            peer_keys=TrustedKeys.from_files([self.key_dir / f"{i}.pub" for i in trusted_ids]),
+            encryption=encryption,
             clock=clock,
         )
         self.links.append(link)

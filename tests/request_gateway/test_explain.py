@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from request_gateway.db.piccolo_app import APPS
 from request_gateway.domain import requests
-from request_gateway.runtime import APPS
 from servicekit.migrations import migrate
 from servicekit.testing import MakeDatabase
 

@@ -16,6 +16,8 @@ ARGON2_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWR
 BCRYPT_HASH = "$2b$12$KIXQJQeMvKq1Cz2Jm0r3fO1u9gE9Y0uKQ2xZb0e8n2m1l3k4j5h6g"
 PEM_BODY = "MC4CAQAwBQYDK2VwBCIEIEr4bKVuFqHbM3c0lYbEn8t8jW2JQ2r4b2Vx9mUq1l0a"
 PEM_KEY = f"-----BEGIN PRIVATE KEY-----\n{PEM_BODY}\n-----END PRIVATE KEY-----"
+# A batch decryption key (an age identity, as `batchformat keygen` and `age-keygen` write it).
+AGE_IDENTITY = "AGE-SECRET-KEY-14MUFK8SZH73LYFUU5QQ472UE6Q0N8SJ00WZ4H8EY9QFRWYAPNS0QYJE2V5"
 
 
 @pytest.mark.parametrize(
@@ -73,6 +75,8 @@ def test_digests_and_identifiers_are_not_sensitive(key: str) -> None:
         ("GET /login?user=bob&password=s3cr3t&next=/", "s3cr3t"),
         ('{"username": "bob", "password": "s3cr3t"}', "s3cr3t"),
         ("refresh_token=abc.def.ghi", "abc.def.ghi"),
+        (f"loaded identity {AGE_IDENTITY} from /run/secrets", AGE_IDENTITY[16:]),
+        (f"# public key: age1xyz\n{AGE_IDENTITY}\n", AGE_IDENTITY[16:]),
     ],
 )
 def test_scrub_text_removes_secret_looking_substrings(text: str, secret: str) -> None:

@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 
 from airlock_local.layout import DemoLayout, SideLayout
-from batchformat import generate_key_pair
+from batchformat import generate_encryption_key_pair, generate_key_pair
 
 PRIVATE_FOLDER_MODE = 0o700
 SECRET_FILE_MODE = 0o600
@@ -51,12 +51,28 @@ def write_private_file(path: Path, text: str, *, mode: int = SECRET_FILE_MODE) -
 
 
 def ensure_signing_keys(layout: DemoLayout) -> None:
-    """Give each side a key pair once; hand each public key to the peer and to the agent."""
+    """Give each side its key pairs once; hand the public keys to the peer (and the agent).
+
+    The signing key's public half goes to the peer and the agent; the encryption key's
+    (`ID.agepub`) to the peer only: the agent forwards batches it cannot read.
+    """
     for side, peer in ((layout.gateway, layout.processor), (layout.processor, layout.gateway)):
         _ensure_key_pair(side)
         public = side.public_key.read_bytes()
         for folder in (peer.peer_keys, layout.agent_dir / "keys"):
             _write_if_changed(folder / side.public_key.name, public)
+        recipient = _ensure_encryption_key_pair(side)
+        _write_if_changed(peer.peer_keys / recipient.name, recipient.read_bytes())
+
+
+def _ensure_encryption_key_pair(side: SideLayout) -> Path:
+    folder = side.link.decryption_keys_path
+    identity = folder / f"{side.network_id}.agekey"
+    recipient = folder / f"{side.network_id}.agepub"
+    if not identity.exists():
+        recipient.unlink(missing_ok=True)
+        generate_encryption_key_pair(side.network_id, folder)
+    return recipient
 
 
 def _ensure_key_pair(side: SideLayout) -> None:

@@ -1,4 +1,4 @@
-"""`batchformat`: make keys, pack, verify and inspect batch files from a shell.
+"""`batchformat`: make keys, pack, verify, inspect and decrypt batch files from a shell.
 
 Exit codes: 0 success, 1 a batch (or pack's input) was rejected, 2 a usage error.
 """
@@ -16,10 +16,11 @@ from typing import Any, BinaryIO, Final
 
 import msgspec
 
+from batchformat.crypt import DecryptionKeys, RecipientKeys, generate_encryption_key_pair
 from batchformat.errors import BatchRejected, KeyFileError
 from batchformat.fsops import open_regular_file
 from batchformat.keys import TrustedKeys, generate_key_pair, load_signing_key
-from batchformat.models import BatchName, Header
+from batchformat.models import FORMAT_ENCRYPTED, BatchName, FormatProbe, Header
 from batchformat.parser import DEFAULT_MAX_LINE_BYTES, BatchParser, Expectations
 from batchformat.reader import BatchReader
 from batchformat.writer import BatchWriter
@@ -61,23 +62,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def keygen(args: argparse.Namespace) -> int:
-    """Write `ID.key` and `ID.pub` into the output folder."""
-    private_path, public_path = generate_key_pair(args.key_id, args.out)
-    print(private_path)
-    print(public_path)
+    """Write both key pairs: signing (`ID.key`, `ID.pub`), encryption (`ID.agekey`, `ID.agepub`)."""
+    paths: list[Path] = []
+    if args.kind in ("both", "signing"):
+        paths += generate_key_pair(args.key_id, args.out)
+    if args.kind in ("both", "encryption"):
+        paths += generate_encryption_key_pair(args.key_id, args.out)
+    for path in paths:
+        print(path)
     return EXIT_OK
 
 
 def pack(args: argparse.Namespace) -> int:
     """Sign JSON-lines records into a batch file; print its path."""
     key = load_signing_key(args.key)
+    recipients = RecipientKeys.from_files(args.encrypt_to) if args.encrypt_to else None
     header = _header_from_args(args)
     if not args.out.is_dir():
         raise UsageError(f"{args.out} is not a folder")
     with (
         _input(args.records) as (stream, size),
         _progress(size, "pack") as advance,
-        BatchWriter(args.out, header, key) as writer,
+        BatchWriter(args.out, header, key, encrypt_to=recipients) as writer,
     ):
         for number, line in enumerate(stream, start=1):
             advance(len(line))
@@ -88,25 +94,46 @@ def pack(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    """Verify a batch fully: framing, records, count, digest, signature."""
-    trusted = _trusted_keys(args.trusted, args.trusted_dir)
-    expect = Expectations(source=args.expect_source, destination=args.expect_destination)
+    """Verify a batch: framing, digest, signature; records too unless encrypted and no key."""
     path: Path = args.file
+    identities = _identities(args.identity)
+    decode = identities is not None or not _is_encrypted(path)
     with _progress(_size_of(path), "verify") as advance:
-        reader = BatchReader(
-            path,
-            trusted,
-            max_line_bytes=args.max_line_bytes,
-            check_name=BatchName.parse(path.name) is not None,
-            expect=expect,
-            on_progress=advance,
-        )
-        result = reader.verify()
+        result = _reader(args, identities, decode_records=decode, on_progress=advance).verify()
+    what = "records" if decode else "records (encrypted, announced by the trailer)"
     print(
-        f"ok: {path.name}: {result.record_count} records, {result.size_bytes} bytes, "
+        f"ok: {path.name}: {result.record_count} {what}, {result.size_bytes} bytes, "
         f"sha256 {result.sha256}, signed by {result.trailer.key_id}"
     )
     return EXIT_OK
+
+
+def decrypt(args: argparse.Namespace) -> int:
+    """Verify a batch and write its record lines in clear (to a file, or - for stdout)."""
+    identities = _identities(args.identity)
+    if identities is None:
+        raise UsageError("give the receiver's key (--identity ID.agekey)")
+    reader = _reader(args, identities, record_type=msgspec.Raw)
+    with _output(args.out) as out:
+        for record in reader.records():
+            out.write(bytes(record))
+            out.write(b"\n")
+    return EXIT_OK
+
+
+def _reader(
+    args: argparse.Namespace, identities: DecryptionKeys | None, **options: Any
+) -> BatchReader:
+    path: Path = args.file
+    return BatchReader(
+        path,
+        _trusted_keys(args.trusted, args.trusted_dir),
+        max_line_bytes=args.max_line_bytes,
+        check_name=BatchName.parse(path.name) is not None,
+        expect=Expectations(source=args.expect_source, destination=args.expect_destination),
+        decryption_keys=identities,
+        **options,
+    )
 
 
 def inspect(args: argparse.Namespace) -> int:
@@ -127,7 +154,7 @@ def inspect(args: argparse.Namespace) -> int:
         "file": str(path),
         "size_bytes": _size_of(path),
         "header": parser.header,
-        "record_count": parser.records_seen,
+        "record_count": _record_count(parser),
         "trailer": parser.trailer,
         "problem": problem.as_dict() if problem else None,
         "note": "the signature is not checked here; use `batchformat verify --trusted`",
@@ -139,14 +166,17 @@ def inspect(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batchformat",
-        description="Make keys for, pack, verify and inspect batchformat/1 files.",
+        description="Make keys for, pack, verify, inspect and decrypt batch files.",
         epilog="Exit codes: 0 ok, 1 batch rejected, 2 usage error.",
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    cmd = commands.add_parser("keygen", help="generate an Ed25519 key pair")
+    cmd = commands.add_parser("keygen", help="generate a signing and an encryption key pair")
     cmd.add_argument("--key-id", required=True, help="key id: the files' name")
-    cmd.add_argument("--out", required=True, type=Path, help="folder for ID.key and ID.pub")
+    cmd.add_argument(
+        "--out", required=True, type=Path, help="folder for ID.key, ID.pub, ID.agekey, ID.agepub"
+    )
+    cmd.add_argument("--kind", choices=("both", "signing", "encryption"), default="both")
     cmd.set_defaults(command=keygen)
 
     cmd = commands.add_parser("pack", help="sign JSON-lines records into a batch")
@@ -158,16 +188,28 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--out", required=True, type=Path, help="folder to publish the batch in")
     cmd.add_argument("--batch-id", type=uuid.UUID, help="default: a new random UUID")
     cmd.add_argument("--created-at", help="RFC 3339 time (default: now, UTC)")
+    cmd.add_argument(
+        "--encrypt-to", action="append", type=Path, default=[],
+        help=f"encrypt the records to ID.agepub ({FORMAT_ENCRYPTED}); repeatable",
+    )  # fmt: skip
     cmd.set_defaults(command=pack)
 
     for name, func, text in (
-        ("verify", verify, "verify a batch fully"),
+        ("verify", verify, "verify a batch (no private key needed)"),
         ("inspect", inspect, "show a batch's header, count and trailer"),
+        ("decrypt", decrypt, "verify a batch and print its records in clear"),
     ):
         cmd = commands.add_parser(name, help=text)
         cmd.add_argument("file", type=Path)
         cmd.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES)
-        if func is verify:
+        if func is not inspect:
+            cmd.add_argument(
+                "--identity", action="append", type=Path, default=[],
+                help="the receiver's decryption key, ID.agekey (repeatable)",
+            )  # fmt: skip
+        if func is decrypt:
+            cmd.add_argument("--out", type=Path, default=Path("-"), help="file, or - (stdout)")
+        if func is not inspect:
             cmd.add_argument("--trusted", action="append", type=Path, default=[], help="ID.pub")
             cmd.add_argument("--trusted-dir", type=Path, help="trust every *.pub in a folder")
             cmd.add_argument("--expect-source", help="reject batches from another source")
@@ -207,6 +249,36 @@ def _trusted_keys(files: list[Path], folder: Path | None) -> TrustedKeys:
     if not paths:
         raise UsageError("give at least one trusted public key (--trusted ID.pub or --trusted-dir)")
     return TrustedKeys.from_files(paths)
+
+
+def _record_count(parser: BatchParser) -> int | None:
+    """Lines counted in clear; for an encrypted body, what the trailer announces."""
+    if parser.header is not None and parser.header.encrypted:
+        return parser.trailer.record_count if parser.trailer is not None else None
+    return parser.records_seen
+
+
+def _identities(files: list[Path]) -> DecryptionKeys | None:
+    return DecryptionKeys.from_files(files) if files else None
+
+
+def _is_encrypted(path: Path) -> bool:
+    """Whether the first line says `batchformat/2` (the reader checks it properly)."""
+    with open_regular_file(path) as file:
+        line = file.readline(DEFAULT_MAX_LINE_BYTES)
+    try:
+        return msgspec.json.decode(line, type=FormatProbe).format == FORMAT_ENCRYPTED
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return False
+
+
+@contextmanager
+def _output(path: Path) -> Iterator[BinaryIO]:
+    if str(path) == "-":
+        yield sys.stdout.buffer
+        return
+    with path.open("xb") as stream:
+        yield stream
 
 
 def _size_of(path: Path) -> int:

@@ -24,6 +24,11 @@ class RejectReason(StrEnum):
     INVALID_UTF8 = "invalid_utf8"
     INVALID_JSON = "invalid_json"
     RECORD_INVALID = "record_invalid"
+    UNENCRYPTED_REFUSED = "unencrypted_refused"  # batchformat/1 where only /2 is accepted
+    UNKNOWN_RECIPIENT_KEY = "unknown_recipient_key"  # encrypted to no key this reader holds
+    WRONG_RECIPIENT = "wrong_recipient"  # a held key id, but the body is not for that key
+    CIPHERTEXT_TRUNCATED = "ciphertext_truncated"  # the age stream ends before its last chunk
+    CIPHERTEXT_INVALID = "ciphertext_invalid"  # a chunk fails authentication
     NOT_A_REGULAR_FILE = "not_a_regular_file"
     NAME_CONFLICT = "name_conflict"  # a different batch of that name was already delivered
     SEQ_TOO_FAR_AHEAD = "seq_too_far_ahead"  # beyond the highest seen by more than allowed

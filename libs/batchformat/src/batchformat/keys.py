@@ -115,15 +115,15 @@ def generate_key_pair(key_id: str, out_dir: Path) -> tuple[Path, Path]:
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    _write_new_file(private_path, private_pem, mode=0o600)
-    _write_new_file(public_path, public_pem, mode=0o644)
+    write_new_file(private_path, private_pem, mode=0o600)
+    write_new_file(public_path, public_pem, mode=0o644)
     return private_path, public_path
 
 
 def load_signing_key(path: Path) -> SigningKey:
     """Load `ID.key`; the key id is the file's stem."""
     key_id = _key_id_of(path, PRIVATE_SUFFIX)
-    pem = _read_key_file(path)
+    pem = read_key_file(path)
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
@@ -136,7 +136,7 @@ def load_signing_key(path: Path) -> SigningKey:
 def load_public_key(path: Path) -> tuple[str, Ed25519PublicKey]:
     """Load `ID.pub`: its key id and the Ed25519 public key."""
     key_id = _key_id_of(path, PUBLIC_SUFFIX)
-    pem = _read_key_file(path)
+    pem = read_key_file(path)
     try:
         key = serialization.load_pem_public_key(pem)
     except ValueError as exc:
@@ -152,14 +152,16 @@ def _key_id_of(path: Path, suffix: str) -> str:
     return check_key_id(path.stem)
 
 
-def _read_key_file(path: Path) -> bytes:
+def read_key_file(path: Path) -> bytes:
+    """A key file's bytes; KeyFileError if it cannot be read."""
     try:
         return path.read_bytes()
     except OSError as exc:
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
 
 
-def _write_new_file(path: Path, data: bytes, *, mode: int) -> None:
+def write_new_file(path: Path, data: bytes, *, mode: int) -> None:
+    """Create a file that must not exist yet, with its mode from the start."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         os.write(fd, data)

@@ -1,4 +1,4 @@
-"""The header and trailer lines of a `batchformat/1` file, and the batch file name."""
+"""The header and trailer lines of a batch file (`batchformat/1` and `/2`), and its name."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Annotated, Final
 
 import msgspec
 
-FORMAT: Final = "batchformat/1"
+FORMAT: Final = "batchformat/1"  # records in clear text
+FORMAT_ENCRYPTED: Final = "batchformat/2"  # records encrypted with age to the receiver
+FORMATS: Final = (FORMAT, FORMAT_ENCRYPTED)
 MAX_SEQ: Final = 999_999_999_999  # twelve digits in the file name
 
 NETWORK_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -19,6 +21,7 @@ NetworkId = Annotated[str, msgspec.Meta(pattern=NETWORK_ID_PATTERN)]
 KeyId = Annotated[str, msgspec.Meta(pattern=KEY_ID_PATTERN)]
 Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+RecipientIds = Annotated[tuple[KeyId, ...], msgspec.Meta(min_length=1, max_length=16)]
 Sha256Hex = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 
 _NAME_RE: Final = re.compile(
@@ -62,6 +65,13 @@ class Header(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     destination: NetworkId
     seq: Seq
     created_at: Timestamp
+    # batchformat/2 only: the ids of the keys the body is encrypted to (absent in /1).
+    recipients: RecipientIds | msgspec.UnsetType = msgspec.UNSET
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the records are encrypted (`batchformat/2`)."""
+        return self.format == FORMAT_ENCRYPTED
 
     @property
     def name(self) -> BatchName:

@@ -12,11 +12,15 @@ from typing import Any, Final
 
 import msgspec
 
+from batchformat.body import BodyFraming
+from batchformat.crypt import BodyDecryptor, DecryptionKeys
 from batchformat.digest import StreamingSha256
 from batchformat.errors import BatchRejected, RejectReason
 from batchformat.keys import TrustedKeys
 from batchformat.models import (
     FORMAT,
+    FORMAT_ENCRYPTED,
+    FORMATS,
     BatchName,
     FormatProbe,
     Header,
@@ -48,6 +52,7 @@ class VerifiedBatch:
     sha256: str
     size_bytes: int
     signature_checked: bool
+    encrypted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +85,12 @@ class BatchParser:
     as a tagged union); they are provisional until `finish` returns, which checks the trailer.
     With `decode_records=False` only framing is checked (lines, count, digest, signature).
     `trusted_keys=None` skips the signature check; only inspection should do that.
+
+    An encrypted batch (`batchformat/2`) is decrypted with `decryption_keys` when records
+    are decoded; its last records come out of `end()`, which also checks the trailer, the
+    digest and the signature before any decryption failure is reported. Forwarding
+    (`decode_records=False`) needs no decryption key. `accept_unencrypted=False` refuses
+    `batchformat/1` (`unencrypted_refused`).
     """
 
     def __init__(
@@ -90,6 +101,8 @@ class BatchParser:
         decode_records: bool = True,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         expect: Expectations = NO_EXPECTATIONS,
+        decryption_keys: DecryptionKeys | None = None,
+        accept_unencrypted: bool = True,
     ) -> None:
         if max_line_bytes < 1:
             raise ValueError("max_line_bytes must be positive")
@@ -104,6 +117,14 @@ class BatchParser:
         self._size = 0
         self._work: list[_Lines] = []  # framed lines waiting to be decoded
         self._pending: Iterator[Any] | None = None
+        self._decryption_keys = decryption_keys
+        self._accept_unencrypted = accept_unencrypted
+        self._body: BodyFraming | None = None  # batchformat/2 only
+        self._decryptor: BodyDecryptor | None = None
+        self._deferred: BatchRejected | None = None  # reported after the signature checks
+        self._plain_tail = b""
+        self._plain_lines = 0
+        self._ended = False
         self.header: Header | None = None
         self.trailer: Trailer | None = None
 
@@ -122,7 +143,11 @@ class BatchParser:
         self._drain()
         self._size += len(data)
         try:
-            if len(data) <= self._max_line:
+            if self.header is None:
+                data = self._feed_header(data)
+            if self._body is not None:
+                self._feed_body(data)
+            elif len(data) <= self._max_line:
                 self._feed_piece(data)
             else:  # pieces no longer than the limit keep the line-length check O(1)
                 for start in range(0, len(data), self._max_line):
@@ -134,17 +159,41 @@ class BatchParser:
         self._pending = self._decode(work) if work else iter(())
         return self._pending
 
-    def finish(self) -> VerifiedBatch:
-        """Check the trailer once the whole file was fed; raise BatchRejected if it fails."""
+    def end(self) -> Iterator[Any]:
+        """Say the file ended: check the trailer of an encrypted batch, yield its last records.
+
+        For `batchformat/1` there is nothing left and `finish` checks everything.
+        """
+        self._drain()
+        if self._ended or self._body is None:
+            return iter(())
+        self._ended = True
         try:
-            self._drain()
+            self._end_encrypted()
+        except BaseException:
+            self.close()
+            raise
+        work = self._take_work()
+        self._pending = self._decode(work) if work else iter(())
+        return self._pending
+
+    def finish(self) -> VerifiedBatch:
+        """Check the trailer once the whole file was fed; raise BatchRejected if it fails.
+
+        Records `end()` would have yielded are checked and dropped if it was not iterated.
+        """
+        try:
+            for _ in self.end():
+                pass
             return self._finish()
         finally:
             self.close()
 
     def close(self) -> None:
-        """Release the hashing thread; for a parser abandoned before `finish`."""
+        """Release the helper threads; for a parser abandoned before `finish`."""
         self._hasher.close()
+        if self._decryptor is not None:
+            self._decryptor.close()
 
     def _drain(self) -> None:
         if self._pending is not None:
@@ -153,6 +202,16 @@ class BatchParser:
             self._pending = None
 
     def _finish(self) -> VerifiedBatch:
+        if self.header is None:
+            if self._tail:
+                raise BatchRejected(
+                    RejectReason.TRAILER_MISSING,
+                    "the file does not end with a newline: it was cut short",
+                    line=1,
+                )
+            raise BatchRejected(RejectReason.HEADER_MISSING, "the file is empty")
+        if self._body is not None:
+            return self._finish_encrypted()
         if self._tail:
             raise BatchRejected(
                 RejectReason.TRAILER_MISSING,
@@ -160,9 +219,6 @@ class BatchParser:
                 line=self._lines + (2 if self._held is not None else 1),
             )
         if self._held is None:
-            raise BatchRejected(RejectReason.HEADER_MISSING, "the file is empty")
-        if self.header is None:
-            self._parse_header(self._held)
             raise BatchRejected(
                 RejectReason.TRAILER_MISSING, "the file holds only a header", line=2
             )
@@ -186,6 +242,123 @@ class BatchParser:
         return VerifiedBatch(
             header, trailer, record_count, trailer.sha256, self._size, self._keys is not None
         )
+
+    def _feed_header(self, data: bytes) -> bytes:
+        """Take bytes until the header line is complete; return what follows it."""
+        newline = data.find(NEWLINE)
+        if len(self._tail) + (len(data) if newline < 0 else newline) > self._max_line:
+            self._reject_long_line()
+        if newline < 0:
+            self._tail += data
+            return b""
+        line, self._tail = self._tail + data[: newline + 1], b""
+        self._hasher.update(line)
+        self._lines = 1
+        self._parse_header(line)
+        return data[newline + 1 :]
+
+    def _start_body(self, header: Header) -> None:
+        """Set up the framing (and decryption, if records are decoded) of a `/2` body."""
+        if self._decoder is not None:
+            keys = self._decryption_keys or DecryptionKeys()
+            held = [key_id for key_id in header.recipients or () if key_id in keys]
+            if held:
+                self._decryptor = BodyDecryptor([keys[key_id] for key_id in held])
+            else:
+                self._deferred = BatchRejected(
+                    RejectReason.UNKNOWN_RECIPIENT_KEY,
+                    f"encrypted to keys {list(header.recipients or ())!r}, none of which "
+                    f"this reader holds (it holds {sorted(keys)!r})",
+                )
+        decryptor = self._decryptor
+        self._body = BodyFraming(
+            self._hasher.update, decryptor.feed if decryptor is not None else None
+        )
+
+    def _feed_body(self, data: bytes) -> None:
+        assert self._body is not None
+        if data:
+            self._body.feed(data)
+        self._take_plaintext()
+
+    def _take_plaintext(self) -> None:
+        """Frame the plaintext decrypted so far: complete record lines go to `_work`."""
+        if self._decryptor is None:
+            return
+        pieces = list(self._decryptor.ready())  # many small pieces: one join, one split
+        if not pieces:
+            return
+        data = b"".join([self._plain_tail, *pieces])
+        if len(data) > self._max_line:
+            self._check_plain_line_lengths(data)
+        last = data.rfind(NEWLINE)
+        if last < 0:
+            self._plain_tail = data
+            return
+        self._work.append(_Lines(self._plain_lines + 2, data, 0, last + 1))
+        self._plain_lines += data.count(NEWLINE, 0, last + 1)
+        self._plain_tail = data[last + 1 :]
+
+    def _check_plain_line_lengths(self, data: bytes) -> None:
+        start, line = 0, self._plain_lines + 2
+        while start < len(data):
+            end = data.find(NEWLINE, start)
+            if (len(data) if end < 0 else end) - start > self._max_line:
+                raise BatchRejected(
+                    RejectReason.LINE_TOO_LONG,
+                    f"a record is longer than {self._max_line} bytes",
+                    line=line,
+                )
+            if end < 0:
+                return
+            start, line = end + 1, line + 1
+
+    def _take_work(self) -> list[_Lines]:
+        work, self._work = self._work, []
+        return work
+
+    def _end_encrypted(self) -> None:
+        assert self._body is not None
+        trailer = self.trailer = self._parse_trailer(self._body.finish(), line_no=None)
+        digest = self._hasher.digest()
+        if trailer.sha256 != digest.hex():
+            raise BatchRejected(
+                RejectReason.DIGEST_MISMATCH,
+                "the SHA-256 of the content differs from the trailer's",
+            )
+        if self._keys is not None:
+            self._check_signature(trailer, digest)
+        if self._deferred is not None:
+            raise self._deferred
+        if self._decryptor is not None:
+            rejection = self._decryptor.finish()
+            if rejection is not None:
+                raise rejection
+            self._take_plaintext()
+            if self._plain_tail:
+                raise BatchRejected(
+                    RejectReason.INVALID_JSON,
+                    "the last record line does not end with a newline",
+                    line=self._plain_lines + 2,
+                )
+
+    def _finish_encrypted(self) -> VerifiedBatch:
+        assert self.header is not None
+        assert self.trailer is not None
+        trailer = self.trailer
+        record_count = trailer.record_count
+        if self._decryptor is not None:
+            record_count = self._plain_lines
+            if trailer.record_count != record_count:
+                raise BatchRejected(
+                    RejectReason.RECORD_COUNT_MISMATCH,
+                    f"the trailer announces {trailer.record_count} records, "
+                    f"the body holds {record_count}",
+                )
+        return VerifiedBatch(
+            self.header, trailer, record_count, trailer.sha256, self._size,
+            self._keys is not None, encrypted=True,
+        )  # fmt: skip
 
     def _feed_piece(self, piece: bytes) -> None:
         first_nl = piece.find(NEWLINE)
@@ -215,9 +388,7 @@ class BatchParser:
         """Frame one complete line that is known not to be the last."""
         self._hasher.update(line)
         self._lines += 1
-        if self.header is None:
-            self._parse_header(line)
-        elif self._decoder is not None:
+        if self._decoder is not None:
             self._work.append(_Lines(self._lines, line, 0, len(line)))
         elif line == NEWLINE:
             raise BatchRejected(RejectReason.INVALID_JSON, "empty line", line=self._lines)
@@ -277,13 +448,27 @@ class BatchParser:
                 fmt = _probe_decoder.decode(line).format
             except _decode_errors:
                 fmt = FORMAT
-            if fmt != FORMAT:
+            if fmt not in FORMATS:
                 raise _unsupported(fmt) from None
             raise BatchRejected(RejectReason.HEADER_INVALID, _why(exc), line=1) from None
-        if header.format != FORMAT:
+        if header.format not in FORMATS:
             raise _unsupported(header.format)
+        if header.encrypted == (header.recipients is msgspec.UNSET):
+            raise BatchRejected(
+                RejectReason.HEADER_INVALID,
+                f"`recipients` is required in {FORMAT_ENCRYPTED} and not allowed in {FORMAT}",
+                line=1,
+            )
         self._check_expectations(header)
+        if not header.encrypted and not self._accept_unencrypted:
+            raise BatchRejected(
+                RejectReason.UNENCRYPTED_REFUSED,
+                f"{FORMAT} batches (records in clear) are not accepted here",
+                line=1,
+            )
         self.header = header
+        if header.encrypted:
+            self._start_body(header)
 
     def _check_expectations(self, header: Header) -> None:
         expect = self._expect
@@ -304,7 +489,7 @@ class BatchParser:
                 f"batch is addressed to {header.destination!r}, expected {expect.destination!r}",
             )
 
-    def _parse_trailer(self, line: bytes, *, line_no: int) -> Trailer:
+    def _parse_trailer(self, line: bytes, *, line_no: int | None) -> Trailer:
         try:
             return _trailer_decoder.decode(line).trailer
         except _decode_errors as exc:
@@ -371,7 +556,9 @@ def _classify(line: bytes, decoder: msgspec.json.Decoder[Any], line_no: int) -> 
 
 def _unsupported(fmt: str) -> BatchRejected:
     return BatchRejected(
-        RejectReason.UNSUPPORTED_FORMAT, f"format {fmt[:40]!r} is not {FORMAT!r}", line=1
+        RejectReason.UNSUPPORTED_FORMAT,
+        f"format {fmt[:40]!r} is not {FORMAT!r} or {FORMAT_ENCRYPTED!r}",
+        line=1,
     )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
+from batchformat.crypt import DecryptionKeys
 from batchformat.errors import BatchRejected, RejectReason
 from batchformat.fsops import open_regular_file
 from batchformat.keys import TrustedKeys
@@ -50,6 +51,8 @@ class BatchReader:
         expect: Expectations = NO_EXPECTATIONS,
         chunk_bytes: int = READ_CHUNK_BYTES,
         on_progress: Callable[[int], None] | None = None,
+        decryption_keys: DecryptionKeys | None = None,
+        accept_unencrypted: bool = True,
     ) -> None:
         if check_name:
             expect = Expectations(_name_of(path), expect.source, expect.destination)
@@ -60,6 +63,8 @@ class BatchReader:
             decode_records=decode_records,
             max_line_bytes=max_line_bytes,
             expect=expect,
+            decryption_keys=decryption_keys,
+            accept_unencrypted=accept_unencrypted,
         )
         self._chunk_bytes = chunk_bytes
         self._on_progress = on_progress
@@ -78,6 +83,7 @@ class BatchReader:
                     yield from self._parser.feed(chunk)
                     if self._on_progress is not None:
                         self._on_progress(len(chunk))
+            yield from self._parser.end()
             self.result = self._parser.finish()
         finally:
             self._parser.close()

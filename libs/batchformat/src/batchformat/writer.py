@@ -1,4 +1,4 @@
-"""Streaming batch writer: hash as you write, sign, fsync, publish by atomic rename."""
+"""Streaming batch writer: encrypt and hash as you write, sign, fsync, publish by rename."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from typing import Any, Self
 
 import msgspec
 
+from batchformat.crypt import BodyEncryptor, RecipientKeys
 from batchformat.digest import StreamingSha256
 from batchformat.fsops import fsync_dir, open_part_file, write_all
 from batchformat.keys import SigningKey
-from batchformat.models import Header, Trailer, TrailerLine
+from batchformat.models import FORMAT_ENCRYPTED, Header, Trailer, TrailerLine
 
 FLUSH_BYTES = 1 << 20
 ENCODE_GROUP = 256  # records encoded per call by write_many
@@ -34,16 +35,32 @@ class PublishedBatch:
     record_count: int
     sha256: str
     size_bytes: int
+    # The same for every rendering of the same records: the file's digest in clear text, the
+    # digest of the record lines in clear when encrypted (each rendering's ciphertext differs:
+    # age draws a new file key every time, and the recipients may have changed).
+    content_sha256: str = ""
 
 
 class BatchWriter:
     """Write one batch to `.{name}.part`, then publish it under its name; constant memory.
 
     Use as a context manager: leaving the block normally publishes the batch (or call
-    `publish()`), leaving it with an exception removes the partial file.
+    `publish()`), leaving it with an exception removes the partial file. With `encrypt_to`
+    the records are encrypted to those keys (`batchformat/2`, the header names their ids).
     """
 
-    def __init__(self, directory: Path, header: Header, key: SigningKey) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        header: Header,
+        key: SigningKey,
+        *,
+        encrypt_to: RecipientKeys | None = None,
+    ) -> None:
+        if encrypt_to is not None:
+            header = msgspec.structs.replace(
+                header, format=FORMAT_ENCRYPTED, recipients=tuple(encrypt_to)
+            )
         self.directory = directory
         self.header = header
         self._key = key
@@ -55,7 +72,13 @@ class BatchWriter:
         self._size = 0
         self._count = 0
         self._published: PublishedBatch | None = None
+        self._encryptor: BodyEncryptor | None = None
+        self._content: StreamingSha256 | None = None
         self._append(_encoder.encode(header))
+        if encrypt_to is not None:
+            self._flush()  # the header in clear; what follows goes through the cipher
+            self._content = StreamingSha256()
+            self._encryptor = BodyEncryptor(encrypt_to, self._write_hashed)
 
     def write(self, record: Any) -> None:
         """Append one record: a msgspec Struct of the caller's tagged union, or a dict."""
@@ -80,7 +103,11 @@ class BatchWriter:
         if self._published is not None:
             return self._published
         self._flush()
+        if self._encryptor is not None:
+            self._encryptor.finish()
+            self._write_hashed(b"\n")  # ends the binary body: the trailer is the last line
         digest = self._hasher.digest()
+        content = self._content.digest().hex() if self._content is not None else digest.hex()
         trailer = Trailer(
             record_count=self._count,
             sha256=digest.hex(),
@@ -96,13 +123,17 @@ class BatchWriter:
         self._file.close()
         fsync_dir(self.directory)
         self._published = PublishedBatch(
-            self._final_path, self.header, self._count, trailer.sha256, self._size
+            self._final_path, self.header, self._count, trailer.sha256, self._size, content
         )
         return self._published
 
     def abort(self) -> None:
         """Remove the partial file; the batch never becomes visible."""
+        if self._encryptor is not None:
+            self._encryptor.finish()
         self._hasher.close()
+        if self._content is not None:
+            self._content.close()
         if self._published is None and not self._file.closed:
             self._part_path.unlink(missing_ok=True)
             self._file.close()
@@ -127,21 +158,35 @@ class BatchWriter:
 
     def _flush(self) -> None:
         if self._buffer:
-            # The hashing thread reads this buffer while we write it: neither changes it,
-            # and the next records go to a new one.
-            self._hasher.update(memoryview(self._buffer))
-            self._write_all(self._buffer)
+            # The hashing (or encrypting) thread reads this buffer while we go on: neither
+            # changes it, and the next records go to a new one.
+            if self._encryptor is not None:
+                assert self._content is not None
+                plain = bytes(self._buffer)
+                self._content.update(plain)
+                self._encryptor.feed(plain)
+            else:
+                self._write_hashed(memoryview(self._buffer))
             self._buffer = bytearray()
 
-    def _write_all(self, data: bytes | bytearray) -> None:
+    def _write_hashed(self, data: bytes | memoryview) -> None:
+        self._hasher.update(data)
+        self._write_all(data)
+
+    def _write_all(self, data: bytes | bytearray | memoryview) -> None:
         write_all(self._file, data)
         self._size += len(data)
 
 
 def write_batch(
-    directory: Path, header: Header, records: Iterable[Any], key: SigningKey
+    directory: Path,
+    header: Header,
+    records: Iterable[Any],
+    key: SigningKey,
+    *,
+    encrypt_to: RecipientKeys | None = None,
 ) -> PublishedBatch:
     """Write and publish a whole batch in one call."""
-    with BatchWriter(directory, header, key) as writer:
+    with BatchWriter(directory, header, key, encrypt_to=encrypt_to) as writer:
         writer.write_many(records)
     return writer.publish()

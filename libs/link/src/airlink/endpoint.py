@@ -11,8 +11,18 @@ from pathlib import Path
 
 import structlog
 
+from airlink.encryption import LinkEncryption
 from airlink.settings import LinkSettings, LinkTimings
-from batchformat import SigningKey, TrustedKeys, generate_key_pair, load_signing_key
+from batchformat import (
+    DecryptionKeys,
+    KeyFileError,
+    RecipientKeys,
+    SigningKey,
+    TrustedKeys,
+    generate_encryption_key_pair,
+    generate_key_pair,
+    load_signing_key,
+)
 from batchformat.models import NetworkId
 
 log = structlog.get_logger("airlink.keys")
@@ -29,6 +39,12 @@ class LinkEndpointSettings(LinkTimings, frozen=True, kw_only=True):
     signing_key_file: Path | None = None  # default: data_dir/keys/<network_id>.key
     peer_keys_dir: Path | None = None  # default: data_dir/keys/peers
     signing_enabled: bool = True
+    # Confidentiality (docs/batch-format.md §2.2): batches are encrypted to every `*.agepub`
+    # in the peer-keys folder and decrypted with every `*.agekey` in the decryption folder.
+    encryption_enabled: bool = True
+    link_confidential: bool = False  # production may send in clear only when this says so
+    accept_unencrypted: bool | None = None  # batchformat/1 in; default: only outside production
+    decryption_keys_dir: Path | None = None  # default: data_dir/keys (the *.agekey files)
 
     @property
     def outbox_path(self) -> Path:
@@ -50,6 +66,12 @@ class LinkEndpointSettings(LinkTimings, frozen=True, kw_only=True):
         """The peer's public keys (`*.pub`)."""
         return self.peer_keys_dir or self.data_dir / "keys" / "peers"
 
+    @property
+    def decryption_keys_path(self) -> Path:
+        """This side's age identities (`*.agekey`, mode 600): a Docker secrets or systemd
+        credentials folder works as it is, only `*.agekey` files are read."""
+        return self.decryption_keys_dir or self.data_dir / "keys"
+
     def link_settings(self) -> LinkSettings:
         """The `LinkSettings` these settings describe."""
         timings = {name: getattr(self, name) for name in LinkTimings.__struct_fields__}
@@ -65,6 +87,11 @@ class LinkEndpointSettings(LinkTimings, frozen=True, kw_only=True):
             problems.append(f"{prefix}SIGNING_ENABLED: batches must be signed in production")
         if self.signing_key_file is None:
             problems.append(f"{prefix}SIGNING_KEY_FILE: production keys are provisioned, not made")
+        if not self.encryption_enabled and not self.link_confidential:
+            problems.append(
+                f"{prefix}ENCRYPTION_ENABLED: batches must be encrypted in production unless "
+                f"{prefix}LINK_CONFIDENTIAL=true says the link is already confidential"
+            )
         return problems
 
 
@@ -92,3 +119,48 @@ def load_link_keys(
             "no_peer_keys", folder=str(peers), effect="every batch from the peer is rejected"
         )
     return signing_key, trusted
+
+
+def load_link_encryption(
+    settings: LinkEndpointSettings, *, generate_missing: bool
+) -> LinkEncryption:
+    """The peer's recipients this side encrypts to and its own decryption keys.
+
+    With `generate_missing` (development) a missing identity is made under the data folder,
+    a peer without `*.agepub` is sent `batchformat/1` (with a warning), and unencrypted
+    batches are accepted unless the settings say otherwise. In production a missing
+    recipient refuses the start. Key files are checked (mode 600) here, at start.
+    """
+    folder = settings.decryption_keys_path
+    if generate_missing and not any(folder.glob("*.agekey")):
+        identity, recipient = generate_encryption_key_pair(settings.network_id, folder)
+        log.info("decryption_key_generated", key=str(identity), public_key=str(recipient))
+    decryption = DecryptionKeys.from_directory(folder) if folder.is_dir() else DecryptionKeys()
+    if not decryption:
+        log.warning(
+            "no_decryption_keys", folder=str(folder),
+            effect="every encrypted batch from the peer is quarantined",
+        )  # fmt: skip
+    recipients: RecipientKeys | None = None
+    if settings.encryption_enabled:
+        peers = settings.peer_keys_path
+        found = RecipientKeys.from_directory(peers) if peers.is_dir() else RecipientKeys()
+        if found:
+            recipients = found
+        elif not generate_missing:
+            raise KeyFileError(
+                f"no peer encryption key (*.agepub) in {peers}: production does not send "
+                "batches in clear (set ENCRYPTION_ENABLED=false and LINK_CONFIDENTIAL=true "
+                "only if the link is already confidential)"
+            )
+        else:
+            log.warning(
+                "no_peer_encryption_key", folder=str(peers),
+                effect="batches to the peer are sent unencrypted (development only)",
+            )  # fmt: skip
+    accept = settings.accept_unencrypted
+    encryption = LinkEncryption(
+        recipients, decryption, accept if accept is not None else generate_missing
+    )
+    log.info("link_encryption", **encryption.describe())
+    return encryption

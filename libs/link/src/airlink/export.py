@@ -28,7 +28,7 @@ from airlink import metrics
 from airlink.render import OUTBOUND_COLUMNS, OutboundBatchRow, Rendered, render_batch
 from airlink.schema import OUTBOUND_BATCH, OUTBOX_GROUP, PEER, AuditAction
 from airlink.settings import LinkSettings
-from batchformat import SigningKey
+from batchformat import RecipientKeys, SigningKey
 from servicekit import audit
 from servicekit.database import Connection, Pool
 
@@ -140,10 +140,17 @@ class ExportReport:
 class Exporter:
     """Makes and publishes this side's batches for its peer."""
 
-    def __init__(self, pool: Pool, settings: LinkSettings, signing_key: SigningKey) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        settings: LinkSettings,
+        signing_key: SigningKey,
+        encrypt_to: RecipientKeys | None = None,
+    ) -> None:
         self._pool = pool
         self._settings = settings
         self._key = signing_key
+        self._encrypt_to = encrypt_to
         self._peer = settings.peer_network_id
 
     async def export_once(self, now: datetime) -> ExportReport:
@@ -223,10 +230,12 @@ class Exporter:
                 return False
             batch = OutboundBatchRow.from_record(row)
             started = time.perf_counter()
-            rendered = await render_batch(conn, batch, self._settings.outbox_dir, self._key)
+            rendered = await render_batch(
+                conn, batch, self._settings.outbox_dir, self._key, self._encrypt_to
+            )
             published = rendered.published
             await conn.execute(
-                _MARK_PUBLISHED, batch.batch_id, now, published.sha256, published.size_bytes
+                _MARK_PUBLISHED, batch.batch_id, now, published.content_sha256, published.size_bytes
             )
             kind = batch.kind
             if kind != "heartbeat":  # heartbeats are too many to audit
@@ -247,7 +256,7 @@ class Exporter:
         """Log and count a publication."""
         kind = batch.kind
         published = rendered.published
-        if batch.sha256 is not None and batch.sha256 != published.sha256:
+        if batch.sha256 is not None and batch.sha256 != published.content_sha256:
             # Rendering is a pure function of the rows; a different digest means the rows
             # changed after the first publication, and the peer may see two versions.
             log.error("batch_rerender_differs", batch_id=str(batch.batch_id), seq=batch.seq)

@@ -29,6 +29,7 @@ import msgspec
 import structlog
 
 from airlink import metrics
+from airlink.encryption import PLAINTEXT, LinkEncryption
 from airlink.outbox import queue_ack, sent_records
 from airlink.records import Ack
 from airlink.schema import INBOUND_BATCH, OUTBOUND_BATCH, PEER, AuditAction
@@ -159,10 +160,12 @@ class Importer(Generic[Effect]):
         settings: LinkSettings,
         peer_keys: TrustedKeys | None,
         service: LinkService[Any, Any, Effect],
+        encryption: LinkEncryption = PLAINTEXT,
     ) -> None:
         self._pool = pool
         self._settings = settings
         self._keys = peer_keys
+        self._encryption = encryption
         self._record_type = cast("Any", service.inbound_records) | Ack
         self._service = service
         self._sent: msgspec.json.Decoder[Any] | None = None
@@ -273,7 +276,14 @@ class Importer(Generic[Effect]):
     async def _apply_in_transaction(
         self, conn: Connection, path: Path, name: BatchName, now: datetime
     ) -> ImportedBatch[Effect]:
-        reader = BatchReader(path, self._keys, self._record_type, expect=self._expect)
+        reader = BatchReader(
+            path,
+            self._keys,
+            self._record_type,
+            expect=self._expect,
+            decryption_keys=self._encryption.decryption_keys,
+            accept_unencrypted=self._encryption.accept_unencrypted,
+        )
         business_count = await conn.fetchval(_SEEN, self._peer, name.batch_id)
         if business_count is not None:
             verified = await asyncio.to_thread(reader.verify)

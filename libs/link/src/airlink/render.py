@@ -21,7 +21,7 @@ import msgspec
 
 from airlink import metrics
 from airlink.schema import SLICE_ITEMS
-from batchformat import BatchWriter, Header, PublishedBatch, SigningKey
+from batchformat import BatchWriter, Header, PublishedBatch, RecipientKeys, SigningKey
 from servicekit.database import Connection
 
 _ITEMS = f"""
@@ -81,18 +81,28 @@ class Rendered:
 
 
 async def render_batch(
-    conn: Connection, batch: OutboundBatchRow, outbox: Path, key: SigningKey
+    conn: Connection,
+    batch: OutboundBatchRow,
+    outbox: Path,
+    key: SigningKey,
+    encrypt_to: RecipientKeys | None = None,
 ) -> Rendered:
     """Write the batch from the database into the outbox and publish it atomically."""
     # The items are read whole (a batch holds at most max_batch_records of them) so that the
     # file work runs in one thread call: a cancelled caller never leaves a writer half-used.
     rows = await conn.fetch(_ITEMS, batch.batch_id)
-    return await asyncio.to_thread(_write, outbox, batch.header, rows, key)
+    return await asyncio.to_thread(_write, outbox, batch.header, rows, key, encrypt_to)
 
 
-def _write(outbox: Path, header: Header, rows: Sequence[Any], key: SigningKey) -> Rendered:
+def _write(
+    outbox: Path,
+    header: Header,
+    rows: Sequence[Any],
+    key: SigningKey,
+    encrypt_to: RecipientKeys | None,
+) -> Rendered:
     kinds = Counter(row[0] for row in rows)
-    with BatchWriter(outbox, header, key) as writer:
+    with BatchWriter(outbox, header, key, encrypt_to=encrypt_to) as writer:
         # Raw: the stored text is the record line, byte for byte.
         writer.write_many(msgspec.Raw(row[1]) for row in rows)
     return Rendered(writer.publish(), dict(kinds))

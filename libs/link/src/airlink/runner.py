@@ -17,6 +17,7 @@ from typing import Final, Generic
 import structlog
 from watchfiles import Change, awatch
 
+from airlink.encryption import PLAINTEXT, LinkEncryption
 from airlink.export import Exporter, ExportReport
 from airlink.health import link_health_check
 from airlink.inbox import Importer, ImportReport
@@ -59,14 +60,15 @@ class Link(Generic[In, Sent, Effect]):
         *,
         signing_key: SigningKey,
         peer_keys: TrustedKeys | None,
+        encryption: LinkEncryption = PLAINTEXT,
         clock: Clock = utc_now,
     ) -> None:
         self.pool = pool
         self.service = service
         self.settings = settings
         self.clock = clock
-        self.exporter = Exporter(pool, settings, signing_key)
-        self.importer = Importer(pool, settings, peer_keys, service)
+        self.exporter = Exporter(pool, settings, signing_key, encryption.recipients)
+        self.importer = Importer(pool, settings, peer_keys, service, encryption)
         self._ready = False
         if peer_keys is None:
             log.warning("link_signatures_unchecked", peer=settings.peer_network_id)

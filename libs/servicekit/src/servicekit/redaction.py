@@ -70,6 +70,8 @@ _SCRUBBERS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
         REDACTED,
         ("-----begin",),
     ),
+    # An age identity (a batch decryption key): bech32, upper case, after its fixed prefix.
+    (re.compile(r"AGE-SECRET-KEY-1[0-9A-Z]+"), REDACTED, ("age-secret-key-1",)),
     # JSON Web Tokens: three base64url segments, the header always starting with eyJ.
     (re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED, ("eyj",)),
     # An Authorization scheme, not a value such as token_type=bearer.

@@ -16,7 +16,7 @@ from typing import Any, Final
 import redis.asyncio
 import structlog
 
-from airlink.endpoint import load_link_keys
+from airlink.endpoint import load_link_encryption, load_link_keys
 from airlink.records import GatewayBusiness, Request
 from airlink.runner import Link
 from authkit.login_limits import LoginLimiter
@@ -120,10 +120,13 @@ async def open_runtime(settings: GatewaySettings, *, listen: bool = True) -> Asy
 
 
 def _link(settings: GatewaySettings, pool: Pool) -> Link[GatewayBusiness, Request, None]:
-    signing_key, peer_keys = load_link_keys(settings, generate_missing=settings.env != "production")
+    development = settings.env != "production"
+    signing_key, peer_keys = load_link_keys(settings, generate_missing=development)
+    encryption = load_link_encryption(settings, generate_missing=development)
     return Link(
-        pool, settings.link_settings(), GatewayLink(), signing_key=signing_key, peer_keys=peer_keys
-    )
+        pool, settings.link_settings(), GatewayLink(), signing_key=signing_key,
+        peer_keys=peer_keys, encryption=encryption,
+    )  # fmt: skip
 
 
 async def _cancelled(task: asyncio.Task[Any]) -> None:

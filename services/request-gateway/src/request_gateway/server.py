@@ -33,7 +33,7 @@ from granian.constants import Interfaces, Loops
 from granian.http import HTTP1Settings
 from litestar import Litestar
 
-from airlink.endpoint import load_link_keys
+from airlink.endpoint import load_link_encryption, load_link_keys
 from request_gateway.app import SERVICE
 from request_gateway.health import health_checks
 from request_gateway.runtime import embedded_services, open_runtime, prepare_database
@@ -56,6 +56,7 @@ def serve(settings: GatewaySettings) -> None:
         asyncio.run(prepare_database(services.database_url))
         # Made here, once: workers starting together would each make their own key pair.
         load_link_keys(settings, generate_missing=settings.env != "production")
+        load_link_encryption(settings, generate_missing=settings.env != "production")
         # The workers read the resolved URLs; a *_FILE variable beside them would make their
         # settings refuse to load ("set both directly and as ..._FILE"), as in compose.
         for name, url in (

@@ -16,7 +16,7 @@ import structlog
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 
-from airlink.endpoint import load_link_keys
+from airlink.endpoint import load_link_encryption, load_link_keys
 from airlink.records import ProcessorBusiness
 from airlink.runner import Link
 from authkit.login_limits import LoginLimiter
@@ -87,6 +87,9 @@ async def open_runtime(
             ProcessorLink(arq_pool),
             signing_key=signing_key,
             peer_keys=peer_keys,
+            encryption=load_link_encryption(
+                settings, generate_missing=settings.env != "production"
+            ),
         )
         stack.callback(link.close)
         yield Runtime(

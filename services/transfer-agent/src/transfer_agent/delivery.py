@@ -8,7 +8,6 @@ same bytes) is not delivered again.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import threading
@@ -25,6 +24,7 @@ from batchformat import (
     Expectations,
     RejectReason,
     TrustedKeys,
+    same_batch,
 )
 from batchformat.fsops import (
     fsync_dir,
@@ -175,7 +175,7 @@ class RouteDelivery:
             candidates.append(self.config.destination_archive / final.name)
         for candidate in candidates:
             if candidate.is_file() and not candidate.is_symlink():
-                if not _same_bytes(claimed, candidate):
+                if not same_batch(claimed, candidate, self._trusted):
                     raise _conflict(candidate)
                 return True
         return False
@@ -197,22 +197,11 @@ def _publish(part_path: Path, final: Path, claimed: Path) -> bool:
         rename_noreplace(part_path, final)
     except FileExistsError:
         # Another agent delivered the same name while we copied.
-        if not _same_bytes(claimed, final):
+        if not same_batch(claimed, final, None):  # verified while copied
             raise _conflict(final) from None
         part_path.unlink(missing_ok=True)
         return False
     return True
-
-
-def _same_bytes(a: Path, b: Path) -> bool:
-    if a.lstat().st_size != b.lstat().st_size:
-        return False
-    return _sha256(a) == _sha256(b)
-
-
-def _sha256(path: Path) -> bytes:
-    with open_regular_file(path) as file:
-        return hashlib.file_digest(file, "sha256").digest()
 
 
 def _conflict(existing: Path) -> BatchRejected:

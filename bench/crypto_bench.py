@@ -1,0 +1,229 @@
+"""Encrypted batches (batchformat/2) against plain ones (/1), and the cipher alone.
+
+On the same records in the same run, each operation in its own process (its own peak RSS):
+write, the agent's check (framing, digest, signature: no key) and the receiver's import
+(verify and decode every record; decrypting for /2); and age alone (pyrage encrypting the
+plain batch's bytes, decrypting the encrypted body) as the cipher's ceiling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from bench.batchformat_bench import BenchRecord, _records
+from bench.harness import Measurement, mb_per_s, median, own_peak_rss_mb, run_child, write_report
+
+BATCH_BYTES = int(os.environ.get("BENCH_BATCH_BYTES", str(1 << 30)))
+REPEAT = int(os.environ.get("BENCH_REPEAT", "1"))
+TARGET_RATIO = 0.8
+TARGET_RSS_MB = 100
+
+
+def child_write(folder: str, mode: str) -> None:
+    """Write the benchmark batch, plain or encrypted, in a folder of its own."""
+    from batchformat import BatchWriter, Header, RecipientKeys, load_signing_key
+
+    work = Path(folder)
+    out = work / mode
+    out.mkdir(exist_ok=True)
+    key = load_signing_key(work / "bench.key")
+    to = RecipientKeys.from_files([work / "bench.agepub"]) if mode == "encrypted" else None
+    header = Header(
+        batch_id=uuid.UUID(int=1), source="request-net", destination="response-net", seq=1,
+        created_at=datetime.now(UTC),
+    )  # fmt: skip
+    started = time.perf_counter()
+    with BatchWriter(out, header, key, encrypt_to=to) as writer:
+        writer.write_many(_records(BATCH_BYTES))
+    published = writer.publish()
+    _print(started, path=str(published.path), size_bytes=published.size_bytes)
+
+
+def child_check(path: str, mode: str) -> None:
+    """`agent`: framing, digest, signature, no key; `import`: every record decoded too."""
+    from batchformat import BatchReader, DecryptionKeys, TrustedKeys
+
+    work = Path(path).parent.parent
+    trusted = TrustedKeys.from_files([work / "bench.pub"])
+    keys = DecryptionKeys.from_files([work / "bench.agekey"])
+    started = time.perf_counter()
+    reader = BatchReader(
+        Path(path), trusted, BenchRecord, decode_records=(mode == "import"), decryption_keys=keys
+    )
+    for _ in reader.records():
+        pass
+    assert reader.result is not None
+    _print(started, records=reader.result.record_count)
+
+
+def child_cipher(path: str, mode: str) -> None:
+    """age alone: encrypt a file's bytes, or decrypt an encrypted batch's body, to nowhere."""
+    import pyrage
+
+    from batchformat import DecryptionKeys, RecipientKeys
+
+    work = Path(path).parent.parent
+
+    class Null:
+        def write(self, data: bytes) -> int:
+            return len(data)
+
+        def flush(self) -> None:
+            pass
+
+    with open(path, "rb") as file:
+        started = time.perf_counter()
+        if mode == "encrypt":
+            to = list(RecipientKeys.from_files([work / "bench.agepub"]).values())
+            pyrage.encrypt_io(file, cast(Any, Null()), to)
+        else:
+            header = file.readline()
+            size = os.fstat(file.fileno()).st_size
+            with open(path, "rb") as tail:
+                tail.seek(max(size - 4096, 0))
+                trailer = tail.read().rsplit(b"\n", 2)[-2]
+            body = _Slice(file, size - len(header) - len(trailer) - 2)
+            keys = list(DecryptionKeys.from_files([work / "bench.agekey"]).values())
+            pyrage.decrypt_io(cast(Any, body), cast(Any, Null()), keys)
+    _print(started)
+
+
+class _Slice:
+    """The next `remaining` bytes of a file, as a readable object."""
+
+    def __init__(self, file: Any, remaining: int) -> None:
+        self._file, self._remaining = file, remaining
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._remaining if size < 0 else min(size, self._remaining)
+        data: bytes = self._file.read(size)
+        self._remaining -= len(data)
+        return data
+
+
+def _print(started: float, **fields: Any) -> None:
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": own_peak_rss_mb(), **fields}))
+
+
+def _child(op: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "bench.crypto_bench", op, *args]
+
+
+def run() -> Path:
+    """Run the benchmark; return the report's path."""
+    from batchformat import generate_encryption_key_pair, generate_key_pair
+
+    work = Path(tempfile.mkdtemp(prefix="airlock-crypto-bench-"))
+    rounds: list[dict[str, Measurement]] = []
+    try:
+        generate_key_pair("bench", work)
+        generate_encryption_key_pair("bench", work)
+        for number in range(REPEAT):
+            got: dict[str, Measurement] = {}
+            for mode in ("plain", "encrypted"):
+                shutil.rmtree(work / mode, ignore_errors=True)
+                got[f"write_{mode}"] = run_child(_child("write", str(work), mode))
+            plain = got["write_plain"].output["path"]
+            sealed = got["write_encrypted"].output["path"]
+            got["cipher_encrypt"] = run_child(_child("cipher", plain, "encrypt"))
+            got["cipher_decrypt"] = run_child(_child("cipher", sealed, "decrypt"))
+            for check in ("agent", "import"):
+                got[f"{check}_plain"] = run_child(_child("check", plain, check))
+                got[f"{check}_encrypted"] = run_child(_child("check", sealed, check))
+            rounds.append(got)
+            print(f"  round {number + 1}/{REPEAT} done", flush=True)
+        size = int(rounds[0]["write_plain"].output["size_bytes"])
+        sealed_size = int(rounds[0]["write_encrypted"].output["size_bytes"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return _report(size, sealed_size, rounds)
+
+
+def _report(size: int, sealed_size: int, rounds: list[dict[str, Measurement]]) -> Path:
+    names = list(rounds[0])
+    figures: dict[str, Any] = {"plain_bytes": size, "encrypted_bytes": sealed_size}
+    rows = []
+    for name in names:
+        seconds = median([r[name].seconds for r in rounds])
+        rss = max(r[name].peak_rss_mb for r in rounds)
+        figures[name] = {
+            "seconds_median": round(seconds, 3), "mb_per_s": mb_per_s(size, seconds),
+            "peak_rss_mb": round(rss, 1),
+        }  # fmt: skip
+        rows.append(f"| {name} | {seconds:.2f} | {mb_per_s(size, seconds)} | {rss:.1f} |")
+
+    def ratio(plain: str, sealed: str) -> float:
+        return round(median([r[plain].seconds / r[sealed].seconds for r in rounds]), 3)
+
+    ratios = {
+        "write_encrypted_vs_plain": ratio("write_plain", "write_encrypted"),
+        "agent_encrypted_vs_plain": ratio("agent_plain", "agent_encrypted"),
+        "import_encrypted_vs_plain": ratio("import_plain", "import_encrypted"),
+        "write_encrypted_vs_cipher_alone": ratio("cipher_encrypt", "write_encrypted"),
+        "import_encrypted_vs_cipher_alone": ratio("cipher_decrypt", "import_encrypted"),
+    }
+    peak = {mode: max(figures[f"{op}_{mode}"]["peak_rss_mb"] for op in ("write", "agent", "import"))
+           for mode in ("plain", "encrypted")}  # fmt: skip
+    figures["ratios"] = ratios
+    figures["peak_rss_mb"] = peak
+    targets = {
+        "write": ratios["write_encrypted_vs_plain"] >= TARGET_RATIO,
+        "import": ratios["import_encrypted_vs_plain"] >= TARGET_RATIO,
+        "agent": ratios["agent_encrypted_vs_plain"] >= 0.95,
+        "rss": peak["encrypted"] < TARGET_RSS_MB,
+    }
+    figures["targets_met"] = targets
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    markdown = "\n".join([
+        "# Encrypted batches (batchformat/2) against plain ones",
+        "",
+        f"{size / 2**30:.2f} GiB of request records (plain file; the encrypted one is "
+        f"{sealed_size / 2**30:.3f} GiB), page cache, {len(rounds)} round(s), medians. "
+        "MB/s are of the plain size for every row. Reproduce: `uv run python -m bench crypto` "
+        "(`BENCH_BATCH_BYTES`, `BENCH_REPEAT`).",
+        "",
+        "| operation | seconds | MB/s | peak RSS MB |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        "- `write_*`: BatchWriter (encrypting through pyrage for `encrypted`), hash, sign, fsync.",
+        "- `agent_*`: framing, SHA-256, Ed25519, no decryption key (the transfer agent's check).",
+        "- `import_*`: the receiver's verification, decrypting and decoding every record.",
+        "- `cipher_encrypt`: pyrage encrypting the plain file's bytes alone; `cipher_decrypt`: "
+        "pyrage decrypting the encrypted body alone.",
+        "",
+        "| ratio | value |",
+        "|---|---|",
+        *[f"| {name} | {value:.2f} |" for name, value in ratios.items()],
+        "",
+        f"Targets: encrypted write >= {TARGET_RATIO} of plain: {verdict(targets['write'])}; "
+        f"encrypted import >= {TARGET_RATIO} of plain: {verdict(targets['import'])}; agent "
+        f"within 5 %: {verdict(targets['agent'])}; peak RSS < {TARGET_RSS_MB} MB "
+        f"(plain {peak['plain']:.1f}, encrypted {peak['encrypted']:.1f}): "
+        f"{verdict(targets['rss'])}.",
+        "",
+    ])  # fmt: skip
+    return write_report("crypto", figures, markdown)
+
+
+def main(argv: list[str]) -> None:
+    """Child entry point: `python -m bench.crypto_bench OP ARGS`."""
+    op, *args = argv
+    {"write": child_write, "check": child_check, "cipher": child_cipher}[op](*args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
