@@ -14,6 +14,7 @@ the stacks is removed at the end, also after a failure.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -37,6 +38,14 @@ STACKS = ("request-net", "response-net", "transfer")
 # Named as the compose files name them (their `name:` and the networks' and volumes' names).
 PROJECTS = ("airlock-request-net", "airlock-response-net", "airlock-transfer")
 WORKER = "airlock-response-net_processor-worker_1"
+# podman-compose's container names: the gateway API's replicas and the proxy in front.
+REPLICAS = ("airlock-request-net_gateway-api-1_1", "airlock-request-net_gateway-api-2_1")
+UPSTREAMS = ("gateway-api-1:8000", "gateway-api-2:8000")
+GATEWAY_PROXY = "airlock-request-net_proxy_1"
+# The rolling restart's client: a submission and a read of it, this often.
+ROLLING_INTERVAL_S = 0.25
+# After the proxy's reload, for the requests the previous configuration accepted to end.
+RELOAD_SETTLE_S = 2.0
 PODMAN_COMPOSE = os.environ.get("PODMAN_COMPOSE", "podman-compose").split()
 READY_TIMEOUT_S = 240.0
 SYNC_TIMEOUT_S = 180.0
@@ -103,7 +112,7 @@ class Stacks:
     def __init__(self, workdir: Path, override_db: Path, override_proxy: Path) -> None:
         self.compose_dir = workdir / "deploy" / "compose"
         self.overrides = {
-            "request-net": [override_db],
+            "request-net": [override_db, override_proxy],
             "response-net": [override_db, override_proxy],
             "transfer": [],
         }
@@ -313,6 +322,9 @@ def run(stacks: Stacks, timings: dict[str, float]) -> None:
             if sorted(seen) != sorted(set(ids)) or len(seen) != len(ids):
                 raise PhaseError(f"requests listed {len(seen)}, submitted {len(ids)}")
             processed_once(processor, admin, ids)
+        with phase("rolling restart", timings):
+            ids += rolling_restart(gateway, auth)
+            completed(gateway, auth, ids)
     with phase("down", timings):
         stacks.down(volumes=False)
     with phase("up again", timings):
@@ -384,6 +396,77 @@ def kill_worker_mid_traffic(gateway: httpx.Client, auth: dict[str, str]) -> list
     if errors:
         raise PhaseError(f"submitting while the worker was down: {errors[0]!r}")
     say(f"{len(ids)} requests submitted around the kill")
+    return ids
+
+
+def rotate(upstreams: tuple[str, ...]) -> None:
+    """Reload the gateway's proxy with these replicas in rotation (caddy-request/Caddyfile);
+    the requests in progress finish on the previous configuration."""
+    podman(
+        "exec", "-e", f"GATEWAY_UPSTREAMS={' '.join(upstreams)}", GATEWAY_PROXY,
+        "caddy", "reload", "--config", "/etc/caddy/Caddyfile",
+    )  # fmt: skip
+    time.sleep(RELOAD_SETTLE_S)
+
+
+def healthy(name: str) -> bool:
+    result = subprocess.run(["podman", "healthcheck", "run", name], capture_output=True)
+    return result.returncode == 0
+
+
+def rolling_restart(gateway: httpx.Client, auth: dict[str, str]) -> list[str]:
+    """docs/deployment.md, "Rolling restart", while a client submits and reads through the
+    proxy at a steady rate: each replica in turn taken out of the proxy's rotation, stopped
+    (SIGTERM: granian finishes what it has), started, and put back once healthy. Every
+    request must succeed; the figures are printed."""
+    ids: list[str] = []
+    failures: list[str] = []
+    sent = 0
+    stop = threading.Event()
+
+    def traffic() -> None:
+        nonlocal sent
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                sent += 1
+                response = gateway.post(
+                    "/requests",
+                    json={"type": "echo", "payload": {"rolling": len(ids)}},
+                    headers=auth | {"Idempotency-Key": str(uuid.uuid4())},
+                )
+                if response.status_code != 202:
+                    failures.append(f"submit: {response.status_code} {response.text[:200]}")
+                    continue
+                ids.append(request_id := str(response.json()["id"]))
+                sent += 1
+                response = gateway.get(f"/requests/{request_id}", headers=auth)
+                if response.status_code != 200:
+                    failures.append(f"read: {response.status_code} {response.text[:200]}")
+            except httpx.HTTPError as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+            time.sleep(max(0.0, ROLLING_INTERVAL_S - (time.monotonic() - started)))
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    try:
+        time.sleep(2)
+        for name, upstream in zip(REPLICAS, UPSTREAMS, strict=True):
+            start = time.monotonic()
+            rotate(tuple(u for u in UPSTREAMS if u != upstream))
+            podman("stop", "--time", "30", name)
+            podman("start", name)
+            wait_for(f"{name} healthy", functools.partial(healthy, name), READY_TIMEOUT_S)
+            rotate(UPSTREAMS)
+            say(f"{name} restarted and back in rotation in {time.monotonic() - start:.1f} s")
+        time.sleep(2)
+    finally:
+        stop.set()
+        thread.join()
+    say(f"rolling restart: {sent} requests sent ({len(ids)} submitted and read), "
+        f"{len(failures)} failed")  # fmt: skip
+    if failures:
+        raise PhaseError(f"{len(failures)} of {sent} requests failed: {failures[:5]}")
     return ids
 
 

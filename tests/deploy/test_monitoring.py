@@ -278,10 +278,24 @@ def test_the_compose_config_scrapes_each_service_on_the_port_it_checks() -> None
             (target,) = job["static_configs"][0]["targets"]
             host, _, port_text = target.partition(":")
             port = int(port_text)
-        assert host == name, "jobs are named after their compose service"
-        health = " ".join(services[host]["healthcheck"]["test"])
-        # Scraped where the container's health check looks (an API: its operations port).
-        assert f"{job.get('scheme', 'http')}://127.0.0.1:{port}/health/live" in health
+        assert host == name, "jobs are named after their compose service (or its replicas' alias)"
+        # The service, or its replicas: the services that answer to that name (an alias).
+        named = [services[host]] if host in services else [
+            service for service in services.values()
+            if host in (_aliases(service))
+        ]  # fmt: skip
+        assert named, f"no compose service answers to {host}"
+        for service in named:
+            health = " ".join(service["healthcheck"]["test"])
+            # Scraped where the container's health check looks (an API: its operations port).
+            assert f"{job.get('scheme', 'http')}://127.0.0.1:{port}/health/live" in health
+
+
+def _aliases(service: dict[str, Any]) -> set[str]:
+    networks = service.get("networks") or {}
+    if not isinstance(networks, dict):
+        return set()
+    return {alias for spec in networks.values() for alias in (spec or {}).get("aliases", [])}
 
 
 def test_the_dashboard_is_valid_and_shows_each_figure() -> None:

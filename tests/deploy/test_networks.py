@@ -92,7 +92,8 @@ def test_the_internal_segments_are_internal() -> None:
 @pytest.mark.parametrize(
     ("stem", "service", "ops_variable", "default_ops_port"),
     [
-        ("request-net", "gateway-api", "GATEWAY_OPS_PORT", GatewaySettings().ops_port),
+        ("request-net", "gateway-api-1", "GATEWAY_OPS_PORT", GatewaySettings().ops_port),
+        ("request-net", "gateway-api-2", "GATEWAY_OPS_PORT", GatewaySettings().ops_port),
         ("response-net", "processor-api", "PROCESSOR_OPS_PORT", ProcessorSettings().ops_port),
     ],
 )
@@ -118,3 +119,44 @@ def test_the_admin_api_admits_only_listed_networks_and_trusts_only_its_proxy() -
     (edge,) = document["networks"]["edge"]["ipam"]["config"]
     assert settings.trusted_proxies == [edge["subnet"]]  # the proxy's network, nothing else
     assert document["services"]["proxy"]["networks"] == ["edge"]
+
+
+GATEWAY_REPLICAS: Final = ("gateway-api-1", "gateway-api-2")
+
+
+def test_the_gateway_replicas_publish_nothing_and_trust_only_their_proxy() -> None:
+    """Users reach the replicas through the proxy alone (request-net.yml, caddy-request/):
+    the replicas publish no port, leave TLS to the proxy, and believe X-Forwarded-For from
+    the proxy's network only, which the proxy joins and nothing else."""
+    (path,) = [p for p in COMPOSE_FILES if p.stem == "request-net"]
+    document = load_compose(path)
+    services = document["services"]
+    (edge,) = document["networks"]["edge"]["ipam"]["config"]
+    for name in GATEWAY_REPLICAS:
+        replica = services[name]
+        environment = replica["environment"]
+        assert not replica.get("ports"), f"{name} publishes {replica['ports']}"
+        assert environment["GATEWAY_TLS_TERMINATED_BY_PROXY"] == "true"
+        assert "GATEWAY_TLS_CERT_FILE" not in environment
+        settings = GatewaySettings(
+            trusted_proxies=environment["GATEWAY_TRUSTED_PROXIES"].split(",")
+        )
+        assert settings.trusted_proxies == [edge["subnet"]]
+        assert _joined(path, replica) == {"airlock-request-edge", "airlock-request-net"}
+    proxy = services["proxy"]
+    assert proxy["networks"] == ["edge"]
+    assert [str(port).rsplit(":", 1)[-1] for port in proxy["ports"]] == ["8443"]
+    published = [name for name, service in services.items() if service.get("ports")]
+    assert published == ["proxy"]
+
+
+def test_the_proxy_balances_between_the_replicas_on_their_users_port() -> None:
+    """The Caddyfile's default rotation names every replica, on the port each serves."""
+    (path,) = [p for p in COMPOSE_FILES if p.stem == "request-net"]
+    services = load_compose(path)["services"]
+    caddyfile = (path.parent / "caddy-request" / "Caddyfile").read_text()
+    ports = {services[name]["environment"]["GATEWAY_PORT"] for name in GATEWAY_REPLICAS}
+    (port,) = ports
+    rotation = " ".join(f"{name}:{port}" for name in GATEWAY_REPLICAS)
+    assert f"{{$GATEWAY_UPSTREAMS:{rotation}}}" in caddyfile
+    assert "./caddy-request/Caddyfile:/etc/caddy/Caddyfile:ro" in services["proxy"]["volumes"]
