@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 
 from request_gateway.settings import GatewaySettings
 from response_processor.settings import ProcessorSettings
+from servicekit.backup_schedule import backup_metrics
 from servicekit.health import folder_check
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
 from tests.deploy.deployfiles import (
@@ -81,6 +82,9 @@ REQUIRED_ALERTS = {
     "gateway API memory with several workers": "AirlockApiMemoryHigh",
 }
 JOBS = {"gateway-api", "gateway-worker", "processor-api", "processor-worker", "transfer-agent"}
+# The scheduled backups' metrics (`backup --dir --loop --metrics-port`), in compose only: the
+# systemd layout writes them for node_exporter's textfile collector instead.
+BACKUP_JOBS = {"gateway-backup", "processor-backup"}
 
 
 def _http_metric_families() -> dict[str, Any]:
@@ -110,9 +114,11 @@ def exported_metrics() -> set[str]:
     """Every sample name the code can export: its metric modules and servicekit's HTTP ones."""
     for module in METRIC_MODULES:
         importlib.import_module(module)
-    families = _http_metric_families()
+    families = list(_http_metric_families().values())
+    # The backup schedule's own registry (servicekit.backup_schedule), read from its folder.
+    families += backup_metrics(Path("/nonexistent"), "db", 3600).collect()
     names = set(PROMETHEUS_OWN)
-    for family in families.values():
+    for family in families:
         names.update(family.name + suffix for suffix in SUFFIXES[family.type])
     return names
 
@@ -225,7 +231,7 @@ def test_every_alert_has_a_promtool_test_case() -> None:
 def test_rules_select_only_jobs_that_are_scraped() -> None:
     for rule in _rules():
         for pattern in re.findall(r'job=~?"([^"]+)"', rule["expr"]):
-            assert any(re.fullmatch(pattern, job) for job in JOBS), pattern
+            assert any(re.fullmatch(pattern, job) for job in JOBS | BACKUP_JOBS), pattern
 
 
 NETWORK_CONFIGS = [
@@ -240,7 +246,7 @@ def _jobs(path: Path) -> dict[str, dict[str, Any]]:
 
 def test_the_prometheus_configs_scrape_every_process() -> None:
     sides = [set(_jobs(path)) - {"prometheus"} for path in NETWORK_CONFIGS]
-    assert sides[0] | sides[1] == JOBS
+    assert sides[0] | sides[1] == JOBS | BACKUP_JOBS
     assert not sides[0] & sides[1]  # each process by the Prometheus of its own network
     assert set(_jobs(PROMETHEUS_DIR / "prometheus.local.yml")) == JOBS
 
@@ -287,8 +293,12 @@ def test_the_compose_config_scrapes_each_service_on_the_port_it_checks() -> None
         assert named, f"no compose service answers to {host}"
         for service in named:
             health = " ".join(service["healthcheck"]["test"])
-            # Scraped where the container's health check looks (an API: its operations port).
-            assert f"{job.get('scheme', 'http')}://127.0.0.1:{port}/health/live" in health
+            # Scraped where the container's health check looks (an API: its operations port;
+            # a backup schedule: its metrics, all it serves).
+            url = f"{job.get('scheme', 'http')}://127.0.0.1:{port}"
+            assert f"{url}/health/live" in health or (
+                name in BACKUP_JOBS and f"{url}/metrics" in health
+            )
 
 
 def _aliases(service: dict[str, Any]) -> set[str]:
