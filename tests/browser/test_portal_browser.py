@@ -37,6 +37,8 @@ def test_the_user_submits_and_watches_requests_complete(
 ) -> None:
     sign_in(page, portal_url, credentials)
     screenshot(page, "portal-home")
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
     for request_type, payload, answer in (
         ("echo", '{"hello": "from the browser"}', '"hello": "from the browser"'),
         ("documents.search", '{"query": "signature"}', '"total"'),
@@ -46,11 +48,29 @@ def test_the_user_submits_and_watches_requests_complete(
         page.get_by_label("Payload (JSON)").fill(payload)
         page.get_by_role("button", name="Submit").click()
         expect(page.get_by_role("status")).to_have_text("Request submitted.")
-        # Nobody reloads: the page follows the request until its answer is in.
+        # The page was made before the answer came: it follows the request's stream.
+        expect(page.locator("#request[data-events]")).to_have_count(1)
+        expect(page.locator("#request-pending")).to_have_text(
+            "Not answered yet; this page follows the request live."
+        )
+        navigations.clear()
+        page.evaluate("window.airlockSamePage = true")
         expect(page.locator("#request-status")).to_have_text("completed", timeout=60_000)
         expect(page.locator("#request-response")).to_contain_text(answer)
+        expect(page.locator("#request-cancel")).to_have_count(0)
+        # Nobody reloaded: no navigation, and the page's own state survived.
+        assert navigations == []
+        assert page.evaluate("window.airlockSamePage") is True
         screenshot(page, f"portal-{request_type}")
     page.get_by_role("link", name="Requests", exact=True).click()
+    page.get_by_label("Status").select_option("completed")
+    page.get_by_role("button", name="Filter").click()
+    statuses = page.locator("#request-list [data-status-of]").all_inner_texts()
+    assert len(statuses) >= 2, statuses
+    assert set(statuses) == {"completed"}, statuses
+    page.get_by_label("Status").select_option("cancelled")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#request-list tbody")).to_have_text("No requests.")
     page.get_by_label("Payload (JSON)").fill("{not json")
     page.get_by_role("button", name="Submit").click()
     expect(page.get_by_text(re.compile("^Not valid JSON"))).to_be_visible()

@@ -57,12 +57,18 @@ class RequestEventsController(Controller):
     ) -> ServerSentEvent:
         """Stream the caller's request changes; resume with `Last-Event-ID` (or the query
         parameter `last_event_id`, for a first connection that cannot set headers)."""
-        user = await gateway_user(request)
-        feed = change_feed_of(request)
-        feed.check_room(user.id)  # a clean 429/503 before the stream starts
-        resume = last_event_id if last_event_id is not None else after
-        stream = _stream(runtime_of(request), feed, user, None if resume is None else int(resume))
-        return ServerSentEvent(stream)
+        return await event_stream(request, last_event_id if last_event_id is not None else after)
+
+
+async def event_stream(request: Request[Any, Any, Any], resume: str | None) -> ServerSentEvent:
+    """The signed-in caller's stream, after change number `resume` (or from now on), with
+    the feed's bounds: this route's and the portal's (`request_gateway.web`, which signs
+    the caller in with its session cookie, as a browser's EventSource sends no header)."""
+    user = await gateway_user(request)
+    feed = change_feed_of(request)
+    feed.check_room(user.id)  # a clean 429/503 before the stream starts
+    stream = _stream(runtime_of(request), feed, user, None if resume is None else int(resume))
+    return ServerSentEvent(stream)
 
 
 async def _stream(

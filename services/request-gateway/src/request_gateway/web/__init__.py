@@ -49,6 +49,7 @@ class Portal:
             secret=settings.jwt_secret,
             secure_cookies=settings.env != "development",
             template_dirs=[HERE / "templates"],
+            static_dirs=[HERE / "static"],
             template_globals={"site_name": "Airlock"},
         )
         sign_in = WebSignIn(web, auth_services, verifier, render)

@@ -1,7 +1,9 @@
 """The portal's pages: one's own requests (submit, follow, list, cancel), API keys, limits.
 
 Every page calls the API's own functions (`submit_request`, the domain's listing and
-cancel, `create_api_key`, `revoke_api_key`, `read_me`): the same rules, limits and audit.
+cancel, `create_api_key`, `revoke_api_key`, `read_me`, the event stream): the same rules,
+limits and audit. The request pages name the stream of changes after the ones they show
+(``/portal/requests/events?last_event_id=N``), so a script following it misses none.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from typing import Annotated, Any, Final
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
-from litestar.response import Redirect, Template
+from litestar.response import Redirect, ServerSentEvent, Template
 
 from authkit.guards import PASSWORD_CHANGE_PENDING_OPT
 from request_gateway.api.account import create_api_key, read_me, revoke_api_key
 from request_gateway.api.context import gateway_user, runtime_of
+from request_gateway.api.request_events import LastEventId, LastEventIdQuery, event_stream
 from request_gateway.api.requests import RequestIn, submit_request
 from request_gateway.domain import api_keys, requests
 from request_gateway.domain.api_keys import ApiKeyIn
@@ -47,10 +50,11 @@ class RequestPages(Controller):
         """Newest first, filtered by status; the submit form on top."""
         user = await gateway_user(request)
         async with runtime_of(request).pool.acquire() as conn:
+            seen = await requests.latest_change(conn, user.id)
             listing = await requests.list_page(
                 conn, user_id=user.id, status=status, cursor=cursor, limit=PAGE_SIZE
             )
-        return await _index(request, listing, status, {}, {})
+        return await _index(request, listing, seen, status, {}, {})
 
     @post("/")
     async def submit(self, request: Request[Any, Any, Any]) -> Template | Redirect:
@@ -73,20 +77,39 @@ class RequestPages(Controller):
                 return see_other(f"{request.url.path.rstrip('/')}/{submitted.content.id}")
         user = await gateway_user(request)
         async with runtime_of(request).pool.acquire() as conn:
+            seen = await requests.latest_change(conn, user.id)
             listing = await requests.list_page(
                 conn, user_id=user.id, status=None, cursor=None, limit=PAGE_SIZE
             )
-        return await _index(request, listing, None, errors, fields, 400)
+        return await _index(request, listing, seen, None, errors, fields, 400)
+
+    @get("/events", name="portal_request_events")
+    async def events(
+        self,
+        request: Request[Any, Any, Any],
+        last_event_id: LastEventId = None,
+        after: LastEventIdQuery = None,
+    ) -> ServerSentEvent:
+        """The API's event stream (`GET /api/v1/requests/events`, same bounds) for the
+        session's user: what the pages' script follows."""
+        return await event_stream(request, last_event_id if last_event_id is not None else after)
 
     @get("/{request_id:uuid}")
     async def show(
         self, request: Request[Any, Any, Any], request_id: FromPath[uuid.UUID]
     ) -> Template:
-        """One request; until it is final, the page refreshes itself (with scripts on)."""
+        """One request; until it is final, the page follows its changes (with scripts on)."""
         user = await gateway_user(request)
         async with runtime_of(request).pool.acquire() as conn:
+            seen = await requests.latest_change(conn, user.id)
             found = await requests.get(conn, request_id, user.id)
-        return render(request, "request.html", item=found, final=found.status in FINAL)
+        return render(
+            request,
+            "request.html",
+            item=found,
+            final=found.status in FINAL,
+            events_url=_events_url(request, seen),
+        )
 
     @post("/{request_id:uuid}/cancel")
     async def cancel(
@@ -101,9 +124,15 @@ class RequestPages(Controller):
         return see_other(request.url.path.removesuffix("/cancel"))
 
 
+def _events_url(request: Request[Any, Any, Any], seen: int) -> str:
+    """The portal's stream of the user's changes after number `seen` (what the page shows)."""
+    return f"{request.app.route_reverse('portal_request_events')}?last_event_id={seen}"
+
+
 async def _index(
     request: Request[Any, Any, Any],
     listing: requests.Page,
+    seen: int,
     status: str | None,
     errors: dict[str, str],
     values: dict[str, Any],
@@ -115,6 +144,8 @@ async def _index(
         "requests.html",
         status_code,
         listing=listing,
+        events_url=_events_url(request, seen),
+        final_statuses=FINAL,
         status=status or "",
         statuses=["queued", "exported", "delivered", "completed", "failed", "cancelled", "expired"],
         request_types=me.limits.allowed_request_types if me.limits else [],
