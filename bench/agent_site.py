@@ -6,7 +6,6 @@ import contextlib
 import http.client
 import itertools
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from batchformat import (
     write_batch,
 )
 from bench.harness import process_cpu_seconds
+from servicekit.testing import free_port
 
 KEY_ID: Final = "request-net-1"
 ROUTE: Final = "requests"
@@ -203,10 +203,3 @@ def running_agent(site: Site, after_delivery: str) -> Iterator[AgentProcess]:
         raise
     finally:
         agent.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port

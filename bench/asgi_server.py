@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Final
 
 import httpx
+
+from servicekit.testing import free_port
 
 GRANIAN: Final = Path(sys.executable).parent / "granian"
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
@@ -61,14 +62,6 @@ def granian_argv(target: str, port: int, *, workers: int = WORKERS) -> list[str]
         "--factory",
         target,
     ]  # fmt: skip
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

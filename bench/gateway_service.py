@@ -31,10 +31,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from airlink.records import ProfileType, User
 from authkit.passwords import hash_password
-from bench.asgi_server import WORKERS, RunningServer, free_port, serve_command
+from bench.asgi_server import WORKERS, RunningServer, serve_command
 from bench.link_bench import database_url, execute
 from bench.wrk import WrkRequest
 from request_gateway.domain.sync import SyncReport, apply_profile_types, apply_users
+from servicekit.testing import free_ports
 
 GATEWAY: Final = Path(sys.executable).parent / "request-gateway"
 DATABASE: Final = "gateway_bench"
@@ -78,7 +79,7 @@ def serve_gateway(
 ) -> Iterator[RunningServer]:
     """`request-gateway serve` until the block ends; yields once `/health/live` answers
     (`/health` and `/metrics` are on its operations port, `ops_url`)."""
-    port, ops_port = free_port(), free_port()
+    port, ops_port = free_ports(2)
     env = {
         **gateway_environment(database, redis_url, data_dir, port),
         "GATEWAY_OPS_PORT": str(ops_port),

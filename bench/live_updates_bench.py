@@ -34,7 +34,7 @@ from typing import Any, Final
 import asyncpg
 import httpx
 
-from bench.asgi_server import RunningServer, free_port, serve_command
+from bench.asgi_server import RunningServer, serve_command
 from bench.cpu_meter import CpuMeter, PidSource, process_and_children, process_group
 from bench.gateway_service import (
     GATEWAY,
@@ -45,6 +45,7 @@ from bench.gateway_service import (
 )
 from bench.harness import machine, percentile, write_report
 from servicekit.embedded import EmbeddedServices, resolve_service_urls
+from servicekit.testing import free_port
 
 NAME: Final = "request-gateway-live"
 WINDOW_S: Final = float(os.environ.get("BENCH_LIVE_WINDOW_S", "30"))

@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -81,6 +80,7 @@ from servicekit.embedded import resolve_service_urls
 from servicekit.logs import configure_logging
 from servicekit.metrics import MULTIPROCESS_ENV
 from servicekit.redis_url import parse_redis_url
+from servicekit.testing import free_ports
 
 RECORDS: Final = int(os.environ.get("BENCH_PROCESSOR_RECORDS", "100000"))
 JOBS: Final = int(os.environ.get("BENCH_PROCESSOR_JOBS", "2000"))
@@ -362,7 +362,7 @@ async def processor_run(servers: Servers, data_dir: Path, workers: int) -> Timed
             unfinished: int = await db.fetchval(UNFINISHED_SQL)
             return unfinished == 0
 
-        ports = [_free_port() for _ in range(workers)]
+        ports = free_ports(workers)
         argvs = [[str(WORKER_COMMAND), "worker"] for _ in ports]
         envs = [_worker_env(settings, port) for port in ports]
         run = await _timed_run(
@@ -550,13 +550,6 @@ def _worker_env(settings: ProcessorSettings, port: int) -> dict[str, str]:
         f"{PREFIX}WORKER_CONCURRENCY": str(CONCURRENCY),
         f"{PREFIX}LOG_FORMAT": "json",
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def _noop(ctx: dict[str, Any]) -> None:

@@ -16,7 +16,6 @@ import email.policy
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no types
 from aiosmtpd.controller import Controller
 
+from servicekit.testing import free_port as _free_port
 from tests.e2e.stack import Stack, running_stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,13 +56,6 @@ def _need(command: str, package: str) -> str:
     path = shutil.which(command)
     assert path, f"{command} is missing: apt-get install {package}"
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Mailbox:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no types
 
+from servicekit.testing import free_port as _free_port
 from tests.e2e.stack import Stack, running_stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,13 +38,6 @@ pytestmark = [
 def stack() -> Iterator[Stack]:
     with running_stack("prometheus") as stack:
         yield stack
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _config_for(stack: Stack, folder: Path) -> Path:

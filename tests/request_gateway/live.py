@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -27,21 +26,13 @@ from airlink.records import ProfileType
 from request_gateway.runtime import open_runtime, prepare_database
 from request_gateway.settings import PREFIX, GatewaySettings
 from servicekit.metrics import MULTIPROCESS_ENV
-from servicekit.testing import MakeDatabase
+from servicekit.testing import MakeDatabase, free_port
 from tests.request_gateway.conftest import PASSWORD, FakeProcessor, profile_type, user_record
 
 CLI: Final = str(Path(sys.executable).with_name("request-gateway"))
 JWT_SECRET: Final = "live-server-test-secret-" + "z" * 32
 START_TIMEOUT_S: Final = 60.0
 STOP_TIMEOUT_S: Final = 10.0
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def gateway_environment(**settings: str) -> dict[str, str]:

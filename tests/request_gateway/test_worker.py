@@ -15,9 +15,8 @@ import asyncpg
 import httpx
 
 from request_gateway.settings import GatewaySettings
-from servicekit.testing import eventually, wait_until
+from servicekit.testing import eventually, free_port, wait_until
 from tests.request_gateway.conftest import Client, MakeMember
-from tests.transfer_agent.conftest import free_port
 
 
 def _start_worker(settings: GatewaySettings, port: int, log: Path) -> subprocess.Popen[bytes]:

@@ -14,7 +14,7 @@ from typing import Final
 
 import httpx
 
-from tests.request_gateway.live import free_port
+from servicekit.testing import free_ports
 from tests.response_processor.test_cli import CLI, run
 
 ADMIN_PASSWORD: Final = "bootstrap admin password 123"
@@ -46,7 +46,7 @@ def serve_processor(
     settings = {"PROCESSOR_ADMIN_PASSWORD_FILE": str(secret), **settings}
     migrated = run(tmp_path, database_url, redis_url, "migrate", **settings)
     assert migrated.returncode == 0, migrated.stderr
-    port, ops_port = free_port(), free_port()
+    port, ops_port = free_ports(2)
     environment = {
         **{k: v for k, v in os.environ.items() if not k.startswith("PROCESSOR_")},
         "PROCESSOR_DATA_DIR": str(tmp_path / "data"),

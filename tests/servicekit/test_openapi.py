@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from request_gateway.settings import GatewaySettings
 from response_processor.app import create_app as create_processor
 from response_processor.settings import ProcessorSettings
 from servicekit.openapi import DOCS_CONTENT_SECURITY_POLICY
+from servicekit.testing import free_port as _free_port
 from tests.servicekit import docs_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -297,13 +297,6 @@ def test_the_cdn_pages_are_gone(demo_client: TestClient[Any]) -> None:
         assert "content-security-policy" in answer.headers
     assert demo_client.get("/schema/swagger").status_code == 200
     assert demo_client.get("/schema/openapi.json").json() == DEMO
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")

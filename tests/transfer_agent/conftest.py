@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -20,7 +19,7 @@ import pytest
 
 from batchformat import BatchName, Header, SigningKey, TrustedKeys, write_batch
 from batchformat.keys import generate_key_pair, load_signing_key
-from servicekit.testing import wait_until
+from servicekit.testing import free_port, wait_until
 
 AGENT = str(Path(sys.executable).with_name("transfer-agent"))
 
@@ -100,13 +99,6 @@ def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,8 @@ from functools import partial
 from pathlib import Path
 
 from batchformat import BatchName, SigningKey, verify_batch_file
-from servicekit.testing import wait_until
-from tests.transfer_agent.conftest import AgentProcess, Site, free_port, no_leftovers
+from servicekit.testing import free_port, wait_until
+from tests.transfer_agent.conftest import AgentProcess, Site, no_leftovers
 
 KILLS = int(os.environ.get("CHAOS_KILLS", "24"))
 GOOD = 70

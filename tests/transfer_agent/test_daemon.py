@@ -9,8 +9,8 @@ import signal
 import time
 
 from batchformat import verify_batch_file
-from servicekit.testing import wait_until
-from tests.transfer_agent.conftest import AgentProcess, Site, free_port, no_leftovers
+from servicekit.testing import free_port, wait_until
+from tests.transfer_agent.conftest import AgentProcess, Site, no_leftovers
 
 
 def test_batches_are_delivered_as_they_appear(site: Site, agents: list[AgentProcess]) -> None:

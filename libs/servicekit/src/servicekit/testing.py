@@ -31,6 +31,7 @@ import hashlib
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 import uuid
@@ -50,6 +51,8 @@ __all__ = [
     "MakeDatabase",
     "TemplateSetup",
     "eventually",
+    "free_port",
+    "free_ports",
     "imported_modules",
     "table_contents",
     "wait_until",
@@ -117,6 +120,27 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
     return found
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now.
+
+    Bound together before any is released: ports asked for one at a time can come back
+    equal (the kernel hands a just-released port out again).
+    """
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def free_port() -> int:
+    """One TCP port nothing listens on right now (several at once: `free_ports`)."""
+    return free_ports(1)[0]
 
 
 def wait_until(
