@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import msgspec
 
 from request_gateway.runtime import prepare_database
 from servicekit.testing import MakeDatabase
@@ -26,7 +27,11 @@ async def test_a_submission_in_progress_at_sigterm_is_answered_then_the_server_e
     postgres_database: MakeDatabase, redis_server_url: str, tmp_path: Path
 ) -> None:
     database_url = postgres_database(prepare_database, key="request-gateway")
-    settings = live_settings(tmp_path, database_url, redis_server_url)
+    # The body arrives 2 x HALFWAY_S after it started: well inside the body timeout (the
+    # live settings' 2 s would answer 408 on a slow machine).
+    settings = msgspec.structs.replace(
+        live_settings(tmp_path, database_url, redis_server_url), body_timeout_s=30.0
+    )
     with serve(settings, workers=1) as gateway:
         member = await gateway.member()
         body = json.dumps({"type": "echo", "payload": {"drain": True}}).encode()
