@@ -213,12 +213,13 @@ def login(client: httpx.Client, username: str, password: str) -> dict[str, str]:
 
 def synced(processor: httpx.Client, admin: dict[str, str], since: str) -> bool:
     """Every business batch of the processor acknowledged, one of them made after `since`."""
-    batches = expect(
+    page = expect(
         processor.get("/batches/outbound", params={"limit": 50}, headers=admin),
         200,
         "listing the processor's batches",
     )
-    business = [b for b in batches if b["business_count"] > 0]
+    # One page, newest first: the processor has one peer, and the newest batches decide.
+    business = [b for b in page["items"] if b["business_count"] > 0]
     return (
         bool(business)
         and all(b["acknowledged_at"] for b in business)
