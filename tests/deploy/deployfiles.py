@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,3 +113,23 @@ def unit_entries(path: Path) -> dict[str, list[tuple[str, str]]]:
 def unit_values(path: Path, section: str, key: str) -> list[str]:
     """Every value of `key` in `section` of a unit."""
     return [value for k, value in unit_entries(path).get(section, []) if k == key]
+
+
+UNIT_VENV = "/opt/airlock/venv/bin/"
+"""Where the units expect the virtual environment (rewritten to this one to verify them)."""
+
+
+def systemd_verify(units: list[str], folder: Path) -> str:
+    """`systemd-analyze verify` of these units from deploy/systemd, copied into `folder` with
+    their programs pointed at this workspace (verify checks that each ExecStart= exists);
+    everything it printed (an unknown key is only a warning: any message is a finding)."""
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing: apt-get install systemd"
+    scripts = str(Path(sys.executable).parent) + "/"
+    for unit in units:
+        (folder / unit).write_text((SYSTEMD_DIR / unit).read_text().replace(UNIT_VENV, scripts))
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", *sorted(units)],
+        cwd=folder, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return f"exit {result.returncode}: {result.stdout}{result.stderr}".removesuffix(": ")
