@@ -29,6 +29,7 @@ from authkit.sessions import (
     revoke_refresh_token,
     rotate_refresh_token,
 )
+from servicekit.testing import explain
 
 Conn: TypeAlias = "asyncpg.Connection[Any]"
 ALICE = uuid.UUID("00000000-0000-4000-8000-00000000a11c")
@@ -257,6 +258,6 @@ async def test_every_query_is_served_by_an_index(
 ) -> None:
     # With sequential scans priced out, the planner uses an index whenever one fits.
     await conn.execute("SET enable_seqscan = off")
-    plan = "\n".join(row[0] for row in await conn.fetch("EXPLAIN " + query, *args))
+    plan = await explain(conn, query, *args)
     assert "Seq Scan" not in plan
     assert "Index" in plan

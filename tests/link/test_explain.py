@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from airlink import batches, inbox, retention
-from servicekit.testing import MakeDatabase
+from servicekit.testing import MakeDatabase, explain
 from tests.link.conftest import migrated
 
 ROWS = 100_000
@@ -74,7 +74,7 @@ async def test_each_hot_query_reads_the_batch_tables_by_an_index(
 ) -> None:
     connection = await asyncpg.connect(filled)
     try:
-        plan = "\n".join(row[0] for row in await connection.fetch("EXPLAIN " + query, *args))
+        plan = await explain(connection, query, *args)
     finally:
         await connection.close()
     assert "Seq Scan on link_inbound_batch" not in plan, f"{name}:\n{plan}"

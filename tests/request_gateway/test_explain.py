@@ -14,7 +14,7 @@ import pytest
 from request_gateway.db.piccolo_app import APPS
 from request_gateway.domain import requests
 from servicekit.migrations import migrate
-from servicekit.testing import MakeDatabase
+from servicekit.testing import MakeDatabase, explain
 
 ROWS = 100_000
 USER = uuid.UUID(bytes=bytes.fromhex("c4ca4238a0b923820dcc509a6f75849b"))  # md5('1')
@@ -68,7 +68,7 @@ async def test_each_hot_query_reads_the_request_table_by_an_index(
 ) -> None:
     connection = await asyncpg.connect(filled)
     try:
-        plan = "\n".join(row[0] for row in await connection.fetch("EXPLAIN " + query, *args))
+        plan = await explain(connection, query, *args)
     finally:
         await connection.close()
     assert "Seq Scan on request" not in plan, f"{name}:\n{plan}"

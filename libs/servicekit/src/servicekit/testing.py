@@ -51,6 +51,7 @@ __all__ = [
     "MakeDatabase",
     "TemplateSetup",
     "eventually",
+    "explain",
     "free_port",
     "free_ports",
     "imported_modules",
@@ -120,6 +121,11 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
     return found
+
+
+async def explain(conn: Any, query: str, *args: Any) -> str:
+    """PostgreSQL's plan for ``query`` with ``args`` (EXPLAIN, not run), one text."""
+    return "\n".join(row[0] for row in await conn.fetch("EXPLAIN " + query, *args))
 
 
 def free_ports(count: int) -> list[int]:
