@@ -4,7 +4,9 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 # Resolved when a recipe runs (recursive variable), so it sees a uv installed by `make uv`.
-UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+# The fallback names the interpreter by its absolute path: under `uv run` a bare `python3` is the
+# project's .venv, which has no uv module (compose-test runs uv from inside `uv run`).
+UV = $(shell command -v uv 2>/dev/null || echo "$$($(PYTHON) -c 'import sys; print(sys.executable)') -m uv")
 RUN = $(UV) run --frozen --no-sync
 
 .PHONY: help uv sync demo test lint format bench check-deploy images compose-test docs-config clean
