@@ -4,13 +4,14 @@
 #   promtool          check config (both Prometheus configurations), check rules, test rules
 #   amtool            check-config of deploy/alertmanager/alertmanager.yml, rendered by
 #                     render-config.sh with example settings (with and without a webhook)
-#   systemd-analyze   verify the units (in tests/deploy/test_systemd.py; skipped without it)
+#   systemd-analyze   verify the units (in tests/deploy/test_systemd.py)
 #   pytest            tests/deploy: compose files, Dockerfiles, .env examples, units, agent
 #                     configurations, rules and dashboard against the code's metrics
-#   caddy, shellcheck the TLS proxy's Caddyfile and init-secrets.sh, when they are installed
+#   caddy, shellcheck the TLS proxy's Caddyfile and the shell scripts
 #
 # No Docker engine is needed: the compose files and Dockerfiles are read, not run.
-# promtool and amtool come from Debian's prometheus and prometheus-alertmanager packages,
+# Every tool comes from a Debian package (promtool: prometheus, amtool:
+# prometheus-alertmanager, caddy, shellcheck, age-keygen: age, systemd-analyze: systemd),
 # installed here when they are missing and we are root; otherwise this stops and says what
 # to install.
 set -euo pipefail
@@ -29,13 +30,17 @@ need() { # need COMMAND PACKAGE
         apt-get install -y -qq --no-install-recommends "$2" >/dev/null
     else
         echo "error: $1 is missing. Install Debian's '$2' package" \
-             "(apt-get install $2, as root) or put $1 from a Prometheus" \
-             "release on PATH, then run 'make check-deploy' again." >&2
+             "(apt-get install $2, as root) or put $1 on PATH," \
+             "then run 'make check-deploy' again." >&2
         exit 1
     fi
 }
 need promtool prometheus
 need amtool prometheus-alertmanager
+need shellcheck shellcheck
+need caddy caddy
+need age-keygen age
+need systemd-analyze systemd
 
 step "promtool check config"
 promtool check config deploy/prometheus/prometheus.request-net.yml \
@@ -59,25 +64,17 @@ amtool check-config "$alerting/without-webhook/alertmanager.yml" \
     "$alerting/with-webhook/alertmanager.yml"
 rm -rf "$alerting"
 
-if command -v shellcheck >/dev/null 2>&1; then
-    step "shellcheck"
-    shellcheck deploy/compose/init-secrets.sh deploy/check.sh deploy/alertmanager/render-config.sh
-fi
+step "shellcheck"
+shellcheck deploy/compose/init-secrets.sh deploy/check.sh deploy/alertmanager/render-config.sh
 
-if command -v caddy >/dev/null 2>&1; then
-    step "caddy validate (with test certificates from init-secrets.sh)"
-    scratch=$(mktemp -d)
-    trap 'rm -rf "$scratch"' EXIT
-    sh deploy/compose/init-secrets.sh "$scratch" >/dev/null
-    sed -e "s|/run/secrets/processor_tls_cert|$scratch/secrets/processor_tls_cert.pem|" \
-        -e "s|/run/secrets/processor_tls_key|$scratch/secrets/processor_tls_key.pem|" \
-        deploy/compose/caddy/Caddyfile > "$scratch/Caddyfile"
-    caddy validate --adapter caddyfile --config "$scratch/Caddyfile" 2>&1 | grep -v '"level":"\(info\|warn\)"'
-fi
-
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-    step "systemd-analyze missing: the units are checked by parsing only"
-fi
+step "caddy validate (with test certificates from init-secrets.sh)"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+sh deploy/compose/init-secrets.sh "$scratch" >/dev/null
+sed -e "s|/run/secrets/processor_tls_cert|$scratch/secrets/processor_tls_cert.pem|" \
+    -e "s|/run/secrets/processor_tls_key|$scratch/secrets/processor_tls_key.pem|" \
+    deploy/compose/caddy/Caddyfile > "$scratch/Caddyfile"
+caddy validate --adapter caddyfile --config "$scratch/Caddyfile" 2>&1 | grep -v '"level":"\(info\|warn\)"'
 
 step "pytest tests/deploy"
 # The database-backed test of the gateway's gauge runs in `make test`; this stays fast.

@@ -35,7 +35,7 @@ value() { # value NAME [DEFAULT]: the file's content, the default, or an error i
     if [ -e "$secrets/$1" ]; then
         v=$(cat "$secrets/$1")
         case $v in
-            *'"'* | *'\'*) echo "render-config.sh: $secrets/$1 holds a quote or backslash" >&2; exit 1 ;;
+            *'"'* | *\\*) echo "render-config.sh: $secrets/$1 holds a quote or backslash" >&2; exit 1 ;;
         esac
         printf '%s' "$v"
     elif [ $# -ge 2 ]; then
@@ -99,5 +99,6 @@ drop_unused() {
 drop_unused < "$here/alertmanager.yml" | substitute > "$out/alertmanager.yml.tmp"
 mv "$out/alertmanager.yml.tmp" "$out/alertmanager.yml"
 for template in "$here"/templates/*.tmpl; do
+    # shellcheck disable=SC2094 # reads $here/templates, writes $out/templates: two folders
     substitute < "$template" > "$out/templates/$(basename "$template")"
 done

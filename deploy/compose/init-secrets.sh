@@ -13,6 +13,13 @@
 # (Debian: apt-get install age).
 set -eu
 
+for tool in openssl:openssl age-keygen:age; do
+    if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+        echo "init-secrets.sh: ${tool%%:*} is missing: install it (Debian: apt-get install ${tool#*:})" >&2
+        exit 1
+    fi
+done
+
 root=${1:-$(dirname "$0")}
 secrets="$root/secrets"
 keys="$root/keys"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -28,6 +27,7 @@ from batchformat import (
     same_batch,
     write_batch,
 )
+from servicekit.testing import need_tool
 from tests.batchformat.conftest import Echo, TestRecord, echo_records, make_header
 
 AGE_CHUNK = 64 * 1024 + 16  # a full age payload chunk: 64 KiB of plaintext and its tag
@@ -134,8 +134,7 @@ def test_the_agent_verifies_without_any_decryption_key(
 def test_the_age_command_decrypts_the_body_with_the_documented_recipe(
     tmp_path: Path, signing_key: SigningKey, recipients: RecipientKeys, age_keys: Path
 ) -> None:
-    age = shutil.which("age")
-    assert age is not None, "install the age command (apt-get install age)"
+    need_tool("age", "age")
     path = encrypted(tmp_path, signing_key, recipients, count=300)
     # The recipe of docs/batch-format.md §2.2, as an operator types it.
     recipe = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +17,7 @@ from bench.wrk import (
     result_from_output,
     run_wrk,
 )
+from servicekit.testing import need_tool
 
 DONE_LINE = (
     RESULT_MARKER + '{"duration_us":2000000,"requests":5000,"bytes":1,'
@@ -74,7 +74,7 @@ def recorder_url() -> Iterator[str]:
 
 
 def test_request_list_is_sent_as_given_and_statuses_counted(recorder_url: str) -> None:
-    assert shutil.which("wrk"), "wrk is missing: apt-get install wrk (.ci/run installs it)"
+    need_tool("wrk", "wrk")
     requests = [
         WrkRequest("GET", "/a", {"X-Token": "one\ttab 100%"}),
         WrkRequest("POST", "/b", {"X-Token": "two"}, '{"line":"x\\ny"}\n'),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no types; only the tests read YAML
+
+from servicekit.testing import need_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -123,8 +124,7 @@ def systemd_verify(units: list[str], folder: Path) -> str:
     """`systemd-analyze verify` of these units from deploy/systemd, copied into `folder` with
     their programs pointed at this workspace (verify checks that each ExecStart= exists);
     everything it printed (an unknown key is only a warning: any message is a finding)."""
-    analyze = shutil.which("systemd-analyze")
-    assert analyze, "systemd-analyze is missing: apt-get install systemd"
+    analyze = need_tool("systemd-analyze", "systemd")
     scripts = str(Path(sys.executable).parent) + "/"
     for unit in units:
         (folder / unit).write_text((SYSTEMD_DIR / unit).read_text().replace(UNIT_VENV, scripts))

@@ -7,7 +7,6 @@ init-secrets.sh makes."""
 from __future__ import annotations
 
 import re
-import shutil
 import ssl
 import subprocess
 from pathlib import Path
@@ -21,6 +20,7 @@ from batchformat import TrustedKeys, load_signing_key
 from request_gateway.settings import GatewaySettings
 from response_processor.settings import ProcessorSettings
 from servicekit.settings import load_settings
+from servicekit.testing import need_tool
 from tests.deploy.deployfiles import (
     COMPOSE_DIR,
     COMPOSE_FILES,
@@ -176,8 +176,8 @@ def test_every_airlock_process_runs_in_production_mode() -> None:
 @pytest.fixture(scope="module")
 def made_secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What init-secrets.sh makes, in a folder of its own."""
-    if shutil.which("openssl") is None:
-        pytest.skip("init-secrets.sh needs openssl")
+    need_tool("openssl", "openssl")
+    need_tool("age-keygen", "age")
     root = tmp_path_factory.mktemp("compose")
     subprocess.run(["sh", str(INIT_SECRETS), str(root)], check=True, capture_output=True)
     return root

@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -24,6 +23,7 @@ from response_processor.settings import ProcessorSettings
 from servicekit.backup_schedule import backup_metrics
 from servicekit.health import folder_check
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
+from servicekit.testing import need_tool
 from tests.deploy.deployfiles import (
     COMPOSE_DIR,
     DEPLOY,
@@ -335,7 +335,6 @@ def test_the_dashboard_is_valid_and_shows_each_figure() -> None:
     assert {figure for figure, metric in figures.items() if metric not in shown} == set()
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing")
 def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
     rules = {
         "groups": [
@@ -351,6 +350,9 @@ def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
     path = tmp_path / "dashboard.rules.json"  # JSON is YAML
     path.write_text(json.dumps(rules))
     result = subprocess.run(
-        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False
+        [need_tool("promtool", "prometheus"), "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -5,13 +5,13 @@ compose services and the systemd unit that run it. amtool is Debian's prometheus
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from servicekit.testing import need_tool
 from tests.deploy.deployfiles import DEPLOY, SYSTEMD_DIR, load_yaml, unit_values
 
 RENDER = DEPLOY / "alertmanager" / "render-config.sh"
@@ -19,9 +19,7 @@ PASSWORD = "Vq3x9TfL2pRm8sKdXw4ZJ6yN"
 
 
 def _amtool() -> str:
-    path = shutil.which("amtool")
-    assert path, "amtool is missing: apt-get install prometheus-alertmanager (or make check-deploy)"
-    return path
+    return need_tool("amtool", "prometheus-alertmanager")
 
 
 def _settings(folder: Path, **extra: str) -> Path:
@@ -130,3 +128,18 @@ def test_the_systemd_unit_renders_then_runs_debians_alertmanager() -> None:
     assert command.startswith("/usr/bin/prometheus-alertmanager")
     assert "--web.listen-address=127.0.0.1:9093" in command
     assert unit_values(path, "Service", "NoNewPrivileges") == ["yes"]
+
+
+@pytest.mark.parametrize(
+    "value", ['ops"@example.org', "ops\\@example.org"], ids=["quote", "backslash"]
+)
+def test_a_setting_that_would_break_out_of_its_yaml_string_is_refused(
+    tmp_path: Path, value: str
+) -> None:
+    secrets = _settings(tmp_path / "secrets", smtp_to=value)
+    result = subprocess.run(
+        ["sh", str(RENDER), str(secrets), str(tmp_path / "out")], capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "holds a quote or backslash" in result.stderr
+    assert not (tmp_path / "out" / "alertmanager.yml").exists()

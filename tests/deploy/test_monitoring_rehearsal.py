@@ -3,11 +3,11 @@ delivery, the rest of each rule as shipped; promtool accepts what it writes."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from servicekit.testing import need_tool
 from tests.deploy.deployfiles import PROMETHEUS_DIR, load_yaml
 
 SCRIPT = PROMETHEUS_DIR / "rehearsal.py"
@@ -42,8 +42,7 @@ def test_for_and_a_threshold_change_and_nothing_else(tmp_path: Path) -> None:
         assert copy["annotations"] == rule["annotations"]
         if name != "AirlockPeerLinkStale":
             assert copy["expr"] == rule["expr"]
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is missing: apt-get install prometheus"
+    promtool = need_tool("promtool", "prometheus")
     subprocess.run([promtool, "check", "rules", *map(str, tmp_path.glob("*.yml"))], check=True)
 
 

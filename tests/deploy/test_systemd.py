@@ -16,6 +16,7 @@ from batchformat import generate_key_pair
 from request_gateway.settings import GatewaySettings
 from response_processor.settings import ProcessorSettings
 from servicekit.settings import load_settings
+from servicekit.testing import need_tool
 from tests.deploy.deployfiles import (
     DEPLOY,
     SYSTEMD_DIR,
@@ -156,10 +157,6 @@ def test_unit_files_have_no_unknown_sections() -> None:
         assert set(unit_entries(SYSTEMD_DIR / unit)) == {"Unit", "Service", "Install"}
 
 
-@pytest.mark.skipif(
-    shutil.which("systemd-tmpfiles") is None or shutil.which("systemd-sysusers") is None,
-    reason="systemd-tmpfiles or systemd-sysusers missing",
-)
 @pytest.mark.skipif(os.geteuid() != 0, reason="making folders owned by another user needs root")
 def test_sysusers_and_tmpfiles_make_the_user_and_the_folders_the_units_need(
     tmp_path: Path,
@@ -169,9 +166,15 @@ def test_sysusers_and_tmpfiles_make_the_user_and_the_folders_the_units_need(
         target = root / "etc" / f"{kind}.d" / "airlock.conf"
         target.parent.mkdir(parents=True)
         shutil.copy(SYSTEMD_DIR / f"airlock.{kind}.conf", target)
-    subprocess.run(["systemd-sysusers", f"--root={root}"], check=True, capture_output=True)
     subprocess.run(
-        ["systemd-tmpfiles", f"--root={root}", "--create"], check=True, capture_output=True
+        [need_tool("systemd-sysusers", "systemd"), f"--root={root}"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [need_tool("systemd-tmpfiles", "systemd"), f"--root={root}", "--create"],
+        check=True,
+        capture_output=True,
     )
     passwd = (root / "etc" / "passwd").read_text()
     (line,) = [entry for entry in passwd.splitlines() if entry.startswith("airlock:")]

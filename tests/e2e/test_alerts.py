@@ -14,7 +14,6 @@ from __future__ import annotations
 import email
 import email.policy
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import yaml  # type: ignore[import-untyped]  # PyYAML ships no types
 from aiosmtpd.controller import Controller
 
 from servicekit.testing import free_port as _free_port
+from servicekit.testing import need_tool
 from tests.e2e.stack import Stack, running_stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,12 +50,6 @@ STALE_AFTER_S = 15
 MAIL_TIMEOUT_S = 60.0
 
 pytestmark = pytest.mark.timeout(400)
-
-
-def _need(command: str, package: str) -> str:
-    path = shutil.which(command)
-    assert path, f"{command} is missing: apt-get install {package}"
-    return path
 
 
 class Mailbox:
@@ -194,8 +188,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="module")
 def alerting(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alerting]:
-    prometheus_bin = _need("prometheus", "prometheus")
-    alertmanager_bin = _need("prometheus-alertmanager", "prometheus-alertmanager")
+    prometheus_bin = need_tool("prometheus", "prometheus")
+    alertmanager_bin = need_tool("prometheus-alertmanager", "prometheus-alertmanager")
     folder = tmp_path_factory.mktemp("alerting")
     mailbox = Mailbox()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_port())

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import time
@@ -16,6 +15,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no types
 
 from servicekit.testing import free_port as _free_port
+from servicekit.testing import need_tool
 from tests.e2e.stack import Stack, running_stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,10 +28,7 @@ DEMO_PORTS = {  # prometheus.local.yml's targets → the launcher's port variabl
     "127.0.0.1:8011": "DEMO_PROCESSOR_WORKER_PORT",
 }
 
-pytestmark = [
-    pytest.mark.timeout(300),
-    pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus"),
-]
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +71,7 @@ def test_prometheus_scrapes_every_process_and_queries_our_metrics(
     api = f"http://127.0.0.1:{port}"
     prometheus = subprocess.Popen(
         [
-            "prometheus", f"--config.file={_config_for(stack, tmp_path)}",
+            need_tool("prometheus", "prometheus"), f"--config.file={_config_for(stack, tmp_path)}",
             f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
         ],
         stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("wb"),

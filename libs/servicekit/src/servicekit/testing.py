@@ -128,6 +128,16 @@ async def explain(conn: Any, query: str, *args: Any) -> str:
     return "\n".join(row[0] for row in await conn.fetch("EXPLAIN " + query, *args))
 
 
+def need_tool(command: str, package: str) -> str:
+    """The path of `command`; fails the test (never skips) naming the Debian package to install.
+
+    `.ci/run` installs every tool the tests drive, so a missing one is a machine to fix.
+    """
+    path = shutil.which(command)
+    assert path, f"{command} is missing: apt-get install {package} (.ci/run installs it)"
+    return path
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now.
 
