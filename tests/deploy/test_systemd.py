@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
+import msgspec
+
+from airlink.endpoint import load_link_encryption
 from batchformat import generate_key_pair
+from batchformat.crypt import generate_encryption_key_pair
 from request_gateway.settings import GatewaySettings
 from response_processor.settings import ProcessorSettings
 from servicekit.settings import load_settings
@@ -92,8 +96,15 @@ def test_secrets_are_credentials_never_environment_values(unit: str) -> None:
     for assignment in unit_values(path, "Service", "Environment"):
         name, _, value = assignment.partition("=")
         assert name.startswith(prefix)
+        if name == prefix + "DECRYPTION_KEYS_DIR":
+            assert value == "%d", f"{unit}: the decryption keys are read from the credentials"
+            continue
         assert value.startswith("%d/"), f"{unit}: {name} must point at a credential"
         assert value.removeprefix("%d/") in credentials
+    # The batch decryption identity is a credential too, named as the link reads it.
+    assert [name for name in credentials if name.endswith(".agekey")] == [
+        ("request-net" if side == "gateway" else "response-net") + ".agekey"
+    ]
     names = {a.partition("=")[0] for a in unit_values(path, "Service", "Environment")}
     for secret in ("DATABASE_URL_FILE", "REDIS_URL_FILE", "JWT_SECRET_FILE", "SIGNING_KEY_FILE"):
         assert prefix + secret in names
@@ -105,6 +116,9 @@ def _credential_content(name: str, tmp_path: Path) -> bytes:
     if name.endswith(".key"):
         private, _ = generate_key_pair(name.removesuffix(".key"), tmp_path / "made-keys")
         return private.read_bytes()
+    if name.endswith(".agekey"):
+        identity, _ = generate_encryption_key_pair(name.removesuffix(".agekey"), tmp_path / "age")
+        return identity.read_bytes()
     contents = {
         "database-url": f"postgresql://airlock:{strong}@db.internal:5432/airlock",
         "redis-url": f"redis://:{strong}@redis.internal:6379/0",
@@ -123,6 +137,7 @@ def test_the_unit_and_the_env_example_pass_the_production_checks(unit: str, tmp_
     for value in unit_values(path, "Service", "LoadCredential"):
         name = value.split(":", 1)[0]
         (credentials_dir / name).write_bytes(_credential_content(name, tmp_path))
+        (credentials_dir / name).chmod(0o400)  # what systemd gives the service
     environ = {e.name: e.value for e in env_entries(DEPLOY / "env" / example) if not e.commented}
     for assignment in unit_values(path, "Service", "Environment"):
         name, _, value = assignment.partition("=")
@@ -135,6 +150,13 @@ def test_the_unit_and_the_env_example_pass_the_production_checks(unit: str, tmp_
         assert any(folder.is_relative_to(w) for w in writable), folder
     states = unit_values(path, "Service", "StateDirectory")
     assert [f"/var/lib/{state}" for state in states] == [str(settings.data_dir)]
+    # The link starts with the unit's key: its own identity from the credentials, and the
+    # peer's public key where install step 4 puts it.
+    peer = "response-net" if prefix == "GATEWAY_" else "request-net"
+    _, public = generate_encryption_key_pair(peer, tmp_path / "peer-age")
+    settings = msgspec.structs.replace(settings, peer_keys_dir=public.parent)
+    encryption = load_link_encryption(settings, generate_missing=False)
+    assert encryption.describe()["decryption_key_ids"] == [settings.network_id]
 
 
 def test_the_agents_unit_may_write_every_folder_of_its_routes() -> None:
