@@ -10,9 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import msgspec
+import pytest
 
 from airlink.endpoint import load_link_encryption
 from batchformat import generate_key_pair
