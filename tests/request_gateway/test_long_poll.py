@@ -25,6 +25,7 @@ from request_gateway.changes import ChangeFeed
 from request_gateway.domain import requests
 from request_gateway.runtime import Runtime
 from request_gateway.settings import GatewaySettings
+from servicekit.errors import ApiError
 from servicekit.testing import eventually
 from tests.request_gateway.conftest import (
     PASSWORD,
@@ -316,7 +317,7 @@ def test_waiters_recheck_without_a_listener_and_wake_only_on_their_users_changes
     async def scenario() -> None:
         feed = ChangeFeed(per_user=2, per_process=4)
         user = uuid.uuid4()
-        with feed.open(user) as watch:
+        with await feed.open(user) as watch:
             watch.arm()
             assert not await watch.wait(0.01)  # not listening: a short re-check
             feed.wake_all()
@@ -327,6 +328,28 @@ def test_waiters_recheck_without_a_listener_and_wake_only_on_their_users_changes
             feed.wake(str(user))
             assert watch.changed.is_set()
             feed.wake("not a user id")  # ignored, logged
+        assert feed._open == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_full_share_waits_a_moment_for_one_of_its_waits_to_end() -> None:
+    # A client that closes a stream and reconnects at once arrives before the server has
+    # seen the old connection go: its new wait is let in when the old one ends.
+    async def scenario() -> None:
+        feed = ChangeFeed(per_user=1, per_process=4)
+        user = uuid.uuid4()
+        old = await feed.open(user)
+        asyncio.get_running_loop().call_later(0.05, old.__exit__, None, None, None)
+        with await feed.open(user):
+            assert feed._open == 1
+            # Nobody lets go: refused after the grace, as before.
+            with pytest.raises(ApiError) as refused:
+                await feed.wait_for_room(user, grace_s=0.05)
+            assert refused.value.status_code == 429
+            # Another user is not kept waiting by this one's share.
+            with await feed.open(uuid.uuid4()):
+                assert feed._open == 2
         assert feed._open == 0
 
     asyncio.run(scenario())

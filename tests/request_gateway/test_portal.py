@@ -172,8 +172,7 @@ def live(
         settings,
         workers=1,
         GATEWAY_MAX_OPEN_WAITS_PER_USER=str(STREAMS_PER_USER),
-        # A stream learns that its client left when it next writes: soon, between tests.
-        GATEWAY_EVENT_KEEPALIVE_S="1",
+        GATEWAY_EVENT_KEEPALIVE_S="1",  # a test reads a keep-alive
     ) as gateway:
         yield gateway
         assert gateway.stop() == 0, gateway.output()
@@ -267,9 +266,28 @@ async def test_the_portal_stream_needs_the_session_and_has_the_apis_bounds(
             portal_stream(portal, "/portal/requests/events") as portal_events,
         ):
             assert first.status_code == 200
-            await EventReader(first).next()
+            # (kept: a reader dropped here would close its stream when collected)
+            first_events = EventReader(first)
+            await first_events.next()
             status, _, body = await answer_to(portal, "/portal/requests/events")
             assert status == 429
             assert "too_many_waits" in body
             # The refusal ended neither open stream.
             assert (await portal_events.next()).comments == ["keep-alive"]
+
+
+async def test_streams_closed_and_opened_again_at_once_are_let_in(live: LiveGateway) -> None:
+    # The server sees a closed connection go a moment after the client closed it; a client
+    # reconnecting at once (a page that navigates) is not refused for its own old streams.
+    member = await live.member()
+    async with httpx.AsyncClient(base_url=live.url, timeout=30) as api:
+        for _ in range(5):
+            async with contextlib.AsyncExitStack() as streams:
+                readers = []  # held: a reader collected early would close its stream
+                for _ in range(STREAMS_PER_USER):
+                    opened = await streams.enter_async_context(
+                        api.stream("GET", "/api/v1/requests/events", headers=member.headers)
+                    )
+                    assert opened.status_code == 200, await opened.aread()
+                    readers.append(EventReader(opened))
+                    await readers[-1].next()

@@ -39,6 +39,10 @@ DRAIN_TIMEOUT_S: Final = 5.0
 # loop as soon as the lifespan's shutdown returns.
 FLUSH_S: Final = 0.2
 CONNECT_TIMEOUT_S: Final = 10.0
+# How long a wait over its user's share waits for one of theirs to end before it is refused:
+# a client that closes a stream and reconnects at once (a page that navigates) arrives
+# before the server has seen the old connection go, a moment later.
+RELEASE_GRACE_S: Final = 1.0
 
 OPEN_WAITS = declare_gauge(
     "gateway_open_waits",
@@ -95,6 +99,7 @@ class ChangeFeed:
         self._open = 0
         self._drained = asyncio.Event()
         self._drained.set()
+        self._released = asyncio.Event()  # set, then replaced, whenever a watch ends
 
     def check_room(self, user_id: uuid.UUID) -> None:
         """Raise the error `open` would raise now (429 over the user's share, 503 when the
@@ -110,9 +115,26 @@ class ChangeFeed:
         if self._open >= self.per_process:
             raise _unavailable("This server holds as many waits as it can; try again shortly.")
 
-    def open(self, user_id: uuid.UUID) -> Watch:
-        """A new watch of the user's changes (use it as a context manager)."""
-        self.check_room(user_id)
+    async def wait_for_room(self, user_id: uuid.UUID, grace_s: float = RELEASE_GRACE_S) -> None:
+        """`check_room`, giving a user whose share is full up to `grace_s` for one of their
+        waits to end (see `RELEASE_GRACE_S`); a full or stopping process is refused at once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while True:
+            try:
+                self.check_room(user_id)
+                return
+            except ApiError as refused:
+                remaining = deadline - loop.time()
+                if refused.status_code != 429 or remaining <= 0:
+                    raise
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), remaining)
+
+    async def open(self, user_id: uuid.UUID) -> Watch:
+        """A new watch of the user's changes (use it as a context manager), once there is
+        room for it (`wait_for_room`)."""
+        await self.wait_for_room(user_id)
         watch = Watch(self, user_id)
         self._watches.setdefault(user_id, set()).add(watch)
         self._open += 1
@@ -131,6 +153,8 @@ class ChangeFeed:
         if not self._open:
             self._drained.set()
         OPEN_WAITS.dec()
+        self._released.set()
+        self._released = asyncio.Event()
 
     def wake(self, payload: str) -> None:
         """Wake the waiters of the user a notification names."""

@@ -66,7 +66,7 @@ async def event_stream(request: Request[Any, Any, Any], resume: str | None) -> S
     the caller in with its session cookie, as a browser's EventSource sends no header)."""
     user = await gateway_user(request)
     feed = change_feed_of(request)
-    feed.check_room(user.id)  # a clean 429/503 before the stream starts
+    await feed.wait_for_room(user.id)  # a clean 429/503 before the stream starts
     stream = _stream(runtime_of(request), feed, user, None if resume is None else int(resume))
     return ServerSentEvent(stream)
 
@@ -77,7 +77,7 @@ async def _stream(
     """The events of one connection, until it closes, the feed closes, its time is up or
     the user may no longer sign in."""
     try:
-        watch = feed.open(user.id)
+        watch = await feed.open(user.id)
     except ApiError as refused:  # others took the room since the check
         yield _error(refused)
         return

@@ -92,7 +92,7 @@ class RequestsController(Controller):
         feed = change_feed_of(request)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        with feed.open(user_id) as watch:
+        with await feed.open(user_id) as watch:
             while True:
                 watch.arm()  # before reading: a change committed after the read wakes us
                 async with pool.acquire() as conn:
