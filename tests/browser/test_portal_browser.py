@@ -1,13 +1,21 @@
 """The user portal clicked through in Chromium against the demo stack: the demo user signs
 in, submits `echo` and `documents.search`, and watches each complete without reloading
-(the page follows it by itself); API keys; keyboard-only submit; no serious accessibility
-violation."""
+(the page follows it by itself); cancels one; API keys; keyboard-only submit; no serious
+accessibility violation."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import os
 import re
+import signal
+import time
+from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -75,6 +83,71 @@ def test_the_user_submits_and_watches_requests_complete(
     page.get_by_role("button", name="Submit").click()
     expect(page.get_by_text(re.compile("^Not valid JSON"))).to_be_visible()
     screenshot(page, "portal-requests")
+
+
+def test_the_user_cancels_a_request_that_is_still_queued(
+    page: Page, portal_url: str, credentials: dict[str, Any], demo: Launch
+) -> None:
+    sign_in(page, portal_url, credentials)
+    page.get_by_role("link", name="Requests", exact=True).click()
+    with exports_held(demo):  # it stays queued here until the cancel
+        page.get_by_label("Type").select_option("echo")
+        page.get_by_label("Payload (JSON)").fill('{"hello": "cancel me"}')
+        page.get_by_role("button", name="Submit").click()
+        expect(page.get_by_role("status")).to_have_text("Request submitted.")
+        expect(page.locator("#request-status")).to_have_text("queued")
+        page.once("dialog", lambda dialog: dialog.accept())  # "Cancel this request?"
+        page.locator("#request-cancel").get_by_role("button", name="Cancel").click()
+        expect(page.get_by_role("status")).to_have_text("Request cancelled.")
+        expect(page.locator("#request-status")).to_have_text("cancelled")
+        expect(page.locator("#request-cancel")).to_have_count(0)
+    screenshot(page, "portal-cancelled")
+    page.get_by_role("link", name="All your requests").click()
+    page.get_by_label("Status").select_option("cancelled")
+    page.get_by_role("button", name="Filter").click()
+    assert page.locator("#request-list [data-status-of]").all_inner_texts() == ["cancelled"]
+
+
+@contextlib.contextmanager
+def exports_held(demo: Launch) -> Iterator[None]:
+    """The gateway's link workers frozen (SIGSTOP), at a moment when no transaction is open
+    on the gateway's database (a frozen one would hold its locks), then let go on."""
+    groups = [pid for name, pid in demo.child_pids().items() if name.startswith("gateway-worker")]
+    assert groups, demo.child_pids()
+    url = demo.child_env("gateway-api")["GATEWAY_DATABASE_URL"]
+    deadline = time.monotonic() + 30
+    while True:
+        for group in groups:
+            os.killpg(group, signal.SIGSTOP)
+        if not _open_transactions(url):
+            break
+        for group in groups:
+            os.killpg(group, signal.SIGCONT)
+        assert time.monotonic() < deadline, "the gateway's workers never left their transactions"
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        for group in groups:
+            os.killpg(group, signal.SIGCONT)
+
+
+def _open_transactions(url: str) -> int:
+    async def count() -> int:
+        connection = await asyncpg.connect(url)
+        try:
+            open_now: int = await connection.fetchval(
+                """SELECT count(*) FROM pg_stat_activity
+                   WHERE datname = current_database() AND pid <> pg_backend_pid()
+                     AND backend_type = 'client backend' AND xact_start IS NOT NULL"""
+            )
+            return open_now
+        finally:
+            await connection.close()
+
+    # Playwright's sync API keeps an event loop running in this thread: use another one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, count()).result()
 
 
 def test_the_user_makes_and_revokes_an_api_key(

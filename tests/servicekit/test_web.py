@@ -14,7 +14,9 @@ from litestar.testing import TestClient
 
 from servicekit.middleware import PAGE_CONTENT_SECURITY_POLICY
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
+from servicekit.errors import ApiError
 from servicekit.web import WebConfig, flash, page, renew_session, see_other
+from servicekit.web.site import error_pages
 
 CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 
@@ -22,6 +24,9 @@ CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 def make_app(tmp_path: Path, *, secure: bool) -> Litestar:
     templates = tmp_path / "templates"
     templates.mkdir(exist_ok=True)
+    (templates / "error.html").write_text(
+        "{{ title }}|{{ code }}|{{ message }}|{{ request_id }}"
+    )
     (templates / "form.html").write_text(
         '{% extends "web/base.html" %}{% block content %}<form method="post" action="/web/form">'
         "{{ csrf_input | safe }}<button>Go</button></form>{% endblock %}"
@@ -48,12 +53,20 @@ def make_app(tmp_path: Path, *, secure: bool) -> Litestar:
         await renew_session(request, web, {"user": "someone"})
         return see_other("/web/form")
 
+    @get("/missing")
+    async def missing() -> None:
+        raise ApiError(404, "request_not_found", "No such request.")
+
     @get("/api/thing")
     async def api() -> dict[str, str]:
         return {"a": "b"}
 
     return Litestar(
-        route_handlers=[web.router([form, submit, sign_in]), web.static_router(), api],
+        route_handlers=[
+            web.router([form, submit, sign_in, missing], exception_handlers=error_pages(page)),
+            web.static_router(),
+            api,
+        ],
         template_config=web.template_config(),
         stores={web.session_store: MemoryStore()},
         plugins=[ServiceKitPlugin(ServiceKitConfig(service="test"))],
@@ -87,6 +100,21 @@ def test_a_form_without_its_token_is_refused_and_with_it_accepted(tmp_path: Path
         accepted = client.post("/web/form", data={"_csrf_token": match.group(1)})
         assert accepted.status_code == 200
         assert "posted" in accepted.text
+
+
+def test_errors_are_pages_with_the_apis_status_and_code(tmp_path: Path) -> None:
+    with TestClient(make_app(tmp_path, secure=False)) as client:
+        missing = client.get("/web/missing")
+        assert missing.status_code == 404
+        title, code, message, request_id = missing.text.split("|")
+        assert (title, code, message) == ("Not found", "request_not_found", "No such request.")
+        assert request_id == missing.headers["x-request-id"]
+        refused = client.post("/web/form", data={})
+        assert refused.status_code == 403
+        assert refused.text.split("|")[1:3] == [
+            "csrf_failed",
+            "The form expired; go back, reload it and try again.",
+        ]
 
 
 def test_sign_in_issues_a_new_strict_secure_session_id(tmp_path: Path) -> None:

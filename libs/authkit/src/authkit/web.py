@@ -27,19 +27,22 @@ from litestar.response import Redirect, Template
 from litestar.types import ExceptionHandlersMap, Guard
 
 from authkit.guards import ALLOW_PASSWORD_CHANGE_PENDING
+from authkit.identity import AuthUser
 from authkit.middleware import UserLoader
 from authkit.passwords import MIN_PASSWORD_LENGTH, PasswordProblem
 from authkit.routes import LoginIn, RefreshIn, ServicesOf, TokensOut, log_in, log_out
 from authkit.tokens import AccessTokenVerifier
 from servicekit.errors import ApiError
-from servicekit.web import WebConfig, renew_session, see_other
+from servicekit.web import WebConfig, page, renew_session, see_other
 from servicekit.web.forms import FORM_ERROR, decode_form, form_fields
+from servicekit.web.site import Render
 
 __all__ = [
     "PASSWORD_PROBLEMS",
     "PasswordChangeDue",
     "SignInRequired",
     "WebSignIn",
+    "page_renderer",
     "signed_in_guard",
 ]
 
@@ -56,8 +59,32 @@ PASSWORD_PROBLEMS: Final[Mapping[str, str]] = {
 }
 """What to say for each of a weak password's problem codes (`servicekit.web.forms`)."""
 
-Render = Callable[..., Template]
-"""A service's ``render(request, template, status_code=200, **context)``."""
+
+def page_renderer(
+    folder: str, rights: Callable[[AuthUser | None], Mapping[str, Any]] | None = None
+) -> Render:
+    """A service's `Render`: ``{folder}/{template}`` with the signed-in user (None on the
+    sign-in page), their username, the page's path and what `rights` adds for the user."""
+
+    def render(
+        request: Request[Any, Any, Any], template: str, status_code: int = 200, **context: Any
+    ) -> Template:
+        scoped = request.scope.get("user")
+        user = scoped if isinstance(scoped, AuthUser) else None
+        session = request.scope.get("session")
+        username = session.get(USERNAME) if user and isinstance(session, dict) else None
+        return page(
+            request,
+            f"{folder}/{template}",
+            status_code,
+            user=user,
+            username=username,
+            path=request.url.path,
+            **(rights(user) if rights else {}),
+            **context,
+        )
+
+    return render
 
 
 class SignInRequired(Exception):

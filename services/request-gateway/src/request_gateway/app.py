@@ -26,7 +26,7 @@ from request_gateway.health import health_checks
 from request_gateway.identity.credentials import Credentials
 from request_gateway.runtime import open_runtime
 from request_gateway.settings import GatewaySettings, load
-from request_gateway.web import Portal
+from request_gateway.web import build_portal
 from servicekit.exposure import parse_proxies
 from servicekit.metrics import mark_worker_dead
 from servicekit.openapi import BEARER_JWT, api_key_header
@@ -54,7 +54,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             app.state.runtime = runtime
             app.state.changes = changes  # closed first on shutdown: open waits end
             app.state.credentials = Credentials(runtime.pool, runtime.identity)
-            portal.open(app, runtime)
+            portal.open(app, runtime.redis)
             try:
                 yield
             finally:
@@ -74,7 +74,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
         load_user=load_user,
         credential_schemes=[CredentialScheme("api_key", API_KEY_HEADER, from_api_key)],
     )
-    portal = Portal.build(settings, load_user, auth.verifier)
+    portal = build_portal(settings, load_user, auth.verifier)
     app = Litestar(
         template_config=portal.template_config(),
         route_handlers=[

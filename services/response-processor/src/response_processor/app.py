@@ -27,7 +27,7 @@ from response_processor.api.users import UsersController
 from response_processor.health import health_checks
 from response_processor.runtime import Runtime, open_runtime
 from response_processor.settings import ProcessorSettings
-from response_processor.web import Console
+from response_processor.web import build_console
 from servicekit.openapi import BEARER_JWT
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
 from servicekit.server import operational_app, runtime_health_checks
@@ -47,7 +47,7 @@ def create_app(settings: ProcessorSettings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
-            console.open(app, runtime)
+            console.open(app, runtime.redis)
             app.state.auth_services = AuthServices(
                 runtime.pool, runtime.issuer, runtime.login_limiter, AppUserAccounts()
             )
@@ -70,7 +70,7 @@ def create_app(settings: ProcessorSettings) -> Litestar:
 
     _, verifier = token_pair(settings)
     networks = parse_networks(settings.admin_allowed_networks)
-    console = Console.build(settings, load_user, verifier, networks)
+    console = build_console(settings, load_user, verifier, networks)
     api = Router(
         path="/",
         guards=[address_guard(networks)],

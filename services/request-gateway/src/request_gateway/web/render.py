@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Final
 
-from litestar import Request
-from litestar.response import Template
+from authkit.web import page_renderer
+from servicekit.web.site import Render
 
-from authkit.identity import AuthUser
-from servicekit.web import page
-
-
-def render(
-    request: Request[Any, Any, Any], template: str, status_code: int = 200, **context: Any
-) -> Template:
-    """``portal/{template}`` with the user (or None on the sign-in page)."""
-    user = request.scope.get("user")
-    session = request.scope.get("session")
-    signed_in = isinstance(user, AuthUser)
-    username = session.get("username") if signed_in and isinstance(session, dict) else None
-    return page(
-        request,
-        f"portal/{template}",
-        status_code,
-        user=user if signed_in else None,
-        username=username,
-        path=request.url.path,
-        **context,
-    )
+render: Final[Render] = page_renderer("portal")
+"""``portal/{template}`` with the user (or None on the sign-in page)."""
