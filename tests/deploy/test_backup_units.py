@@ -23,6 +23,11 @@ def test_the_timer_starts_an_hourly_hardened_backup_of_the_side(side: str, comma
     assert words[words.index("--every") + 1] == "1h"
     assert unit_values(timer, "Timer", "OnCalendar") == ["hourly"]
     assert words[words.index("--keep-days") + 1] == "30"
+    # The database volume's free space, where PostgreSQL runs on the same host (readable
+    # under ProtectSystem=strict, which makes /var/lib read-only, not hidden).
+    assert words[words.index("--free-space") + 1] == "database=/var/lib/postgresql"
+    hidden = " ".join(unit_values(service, "Service", "InaccessiblePaths"))
+    assert "/var/lib/postgresql" not in hidden
     metrics_file = Path(words[words.index("--metrics-file") + 1])
     writable = " ".join(unit_values(service, "Service", "ReadWritePaths")).split()
     assert any(metrics_file.is_relative_to(folder) for folder in writable)

@@ -36,6 +36,8 @@ from tests.deploy.deployfiles import (
 SERVICES = list(all_compose_services())
 SERVICE_IDS = [f"{path.stem}:{name}" for path, name, _ in SERVICES]
 SERVER_IMAGES = ("postgres:", "redis:")
+REQUEST_NET = COMPOSE_DIR / "request-net.yml"
+RESPONSE_NET = COMPOSE_DIR / "response-net.yml"
 SETTINGS: dict[str, type[GatewaySettings] | type[ProcessorSettings]] = {
     "GATEWAY_": GatewaySettings,
     "PROCESSOR_": ProcessorSettings,
@@ -163,6 +165,31 @@ def test_volumes_are_named_or_read_only_configuration(path: Path) -> None:
                 assert source in named, f"{name}: volume {source} is not declared"
     for volume in document.get("volumes", {}).values():
         assert volume.get("name", "").startswith("airlock-"), "give volumes stable names"
+
+
+@pytest.mark.parametrize(("path", "side"), [(REQUEST_NET, "gateway"), (RESPONSE_NET, "processor")])
+def test_the_backup_measures_the_database_volumes_it_mounts_read_only(
+    path: Path, side: str
+) -> None:
+    services = compose_services(path)
+    command = services[f"{side}-backup"]["command"]
+    watched = dict(
+        command[index + 1].split("=", 1)
+        for index, word in enumerate(command)
+        if word == "--free-space"
+    )
+    assert set(watched) == {"database", "wal-archive"}
+    mounts = {
+        entry.split(":")[1]: entry.split(":") for entry in services[f"{side}-backup"]["volumes"]
+    }
+    database_volumes = {
+        entry.split(":")[1]: entry.split(":")[0] for entry in services["postgres"]["volumes"]
+    }
+    for name, target in watched.items():
+        source, _, options = mounts[target]
+        assert options == "ro", f"{side}-backup must not be able to write {source}"
+        expected = "/var/lib/postgresql/data" if name == "database" else "/var/lib/postgresql"
+        assert source == database_volumes[expected], (name, source)
 
 
 def test_every_airlock_process_runs_in_production_mode() -> None:

@@ -78,15 +78,33 @@ def test_a_scheduled_backup_writes_a_stamped_archive_and_its_metrics_file(
     tmp_path: Path, database_url: str
 ) -> None:
     folder, metrics = tmp_path / "backups", tmp_path / "textfile" / "gateway.prom"
+    volume = tmp_path / "database-volume"
+    volume.mkdir()
     made = run(
         tmp_path, database_url, "backup", "--dir", str(folder), "--keep-days", "30",
-        "--metrics-file", str(metrics),
+        "--metrics-file", str(metrics), "--free-space", f"database={volume}",
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     (archive,) = folder.glob("gateway-*.dump")
     assert f"backup written: {archive}" in made.stdout
     assert "pruned 0 older than 30 days" in made.stdout
-    assert 'backup_archives{database="gateway"} 1.0' in metrics.read_text()
+    text = metrics.read_text()
+    assert 'backup_archives{database="gateway"} 1.0' in text
+    # The space free in the backup folder and the named volume, for the disk-space alert.
+    assert 'folder_free_bytes{folder="backups"}' in text
+    assert 'folder_free_bytes{folder="database"}' in text
+
+
+def test_backup_refuses_a_free_space_folder_that_is_not_there(
+    tmp_path: Path, database_url: str
+) -> None:
+    for value, said in (
+        (f"database={tmp_path / 'missing'}", "is not a folder"),
+        (str(tmp_path), "expected NAME=DIR"),
+    ):
+        made = run(tmp_path, database_url, "backup", "--dir", str(tmp_path), "--free-space", value)
+        assert made.returncode == 2
+        assert said in made.stderr
 
 
 def test_backup_refuses_a_bad_interval(tmp_path: Path, database_url: str) -> None:

@@ -4,6 +4,7 @@ from the folder (textfile and HTTP)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,6 +85,23 @@ async def test_the_metrics_file_reports_the_newest_archive(
     assert samples["backup_interval_seconds"] == 3600
 
 
+def test_the_free_space_of_the_backup_folder_and_named_volumes_is_read_at_each_collection(
+    tmp_path: Path,
+) -> None:
+    folder, volume = tmp_path / "backups", tmp_path / "volume"
+    volumes = {"database": volume}
+    registry = backup_metrics(folder, "processor", 3600, volumes)
+    # Neither exists yet: no sample rather than a false zero.
+    assert registry.get_sample_value("folder_free_bytes", {"folder": "backups"}) is None
+    folder.mkdir()
+    volume.mkdir()
+    for name in ("backups", "database"):
+        free = registry.get_sample_value("folder_free_bytes", {"folder": name})
+        expected = shutil.disk_usage(tmp_path).free
+        assert free is not None
+        assert abs(free - expected) < 256 * 1024 * 1024, (name, free, expected)
+
+
 def test_a_folder_without_archives_reports_no_backup(tmp_path: Path) -> None:
     registry = backup_metrics(tmp_path / "missing", "processor", 3600)
     value = registry.get_sample_value(
@@ -104,6 +122,7 @@ async def test_the_schedule_backs_up_at_once_and_serves_its_metrics(
             every_s=3600,
             keep_days=30,
             metrics_port=unused_tcp_port,
+            volumes={"database": tmp_path},
             prefer_path=False,
         )
     )
@@ -119,6 +138,8 @@ async def test_the_schedule_backs_up_at_once_and_serves_its_metrics(
             await task
     assert len(archives(tmp_path, "gateway")) == 1
     assert _samples(body)["backup_archives"] == 1
+    assert 'folder_free_bytes{folder="database"}' in body
+    assert 'folder_free_bytes{folder="backups"}' in body
 
 
 def _get(url: str) -> str:

@@ -12,9 +12,9 @@ from litestar.response import Redirect, Template
 from litestar.stores.memory import MemoryStore
 from litestar.testing import TestClient
 
+from servicekit.errors import ApiError
 from servicekit.middleware import PAGE_CONTENT_SECURITY_POLICY
 from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
-from servicekit.errors import ApiError
 from servicekit.web import WebConfig, flash, page, renew_session, see_other
 from servicekit.web.site import error_pages
 
@@ -24,9 +24,7 @@ CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 def make_app(tmp_path: Path, *, secure: bool) -> Litestar:
     templates = tmp_path / "templates"
     templates.mkdir(exist_ok=True)
-    (templates / "error.html").write_text(
-        "{{ title }}|{{ code }}|{{ message }}|{{ request_id }}"
-    )
+    (templates / "error.html").write_text("{{ title }}|{{ code }}|{{ message }}|{{ request_id }}")
     (templates / "form.html").write_text(
         '{% extends "web/base.html" %}{% block content %}<form method="post" action="/web/form">'
         "{{ csrf_input | safe }}<button>Go</button></form>{% endblock %}"

@@ -7,6 +7,9 @@
 - `backup_metrics` reads the folder, not the memory of a process: the newest archive's time
   is the last good backup, so a restarted scheduler, a systemd timer's one-shot run and a
   textfile written after it all report the same thing.
+- The metrics include ``folder_free_bytes`` for the backup folder (``backups``) and for each
+  volume named with ``volumes`` (``database``: the PostgreSQL data volume, where the backup
+  process can see it), read at each scrape, for the same disk-space alert as the drop zones.
 - `write_metrics_file` writes them for node_exporter's textfile collector (systemd layout);
   `run_schedule` backs up every interval and serves them on a port (compose layout).
 """
@@ -17,15 +20,18 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server, write_to_textfile
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from servicekit.backup import BackupResult, Progress, backup
+from servicekit.health import folder_free_bytes, free_bytes
 
 __all__ = [
     "Archive",
@@ -109,9 +115,17 @@ def prune(folder: Path, name: str, keep_days: float, now: datetime) -> list[Path
     return old
 
 
-def backup_metrics(folder: Path, name: str, every_s: float) -> CollectorRegistry:
-    """A registry holding the folder's backup state for database `name`, run every `every_s`."""
+BACKUP_FOLDER: Final = "backups"
+"""The backup folder's name in ``folder_free_bytes``."""
+
+
+def backup_metrics(
+    folder: Path, name: str, every_s: float, volumes: Mapping[str, Path] | None = None
+) -> CollectorRegistry:
+    """A registry holding the folder's backup state for database `name`, run every `every_s`,
+    and the space free in the folder and in `volumes` (name: path)."""
     registry = CollectorRegistry()
+    registry.register(_FreeSpace({BACKUP_FOLDER: folder, **(volumes or {})}))
     labels = {"database": name}
     interval = Gauge(
         "backup_interval_seconds",
@@ -146,18 +160,43 @@ def backup_metrics(folder: Path, name: str, every_s: float) -> CollectorRegistry
     return registry
 
 
-def write_metrics_file(path: Path, folder: Path, name: str, every_s: float) -> None:
+def write_metrics_file(
+    path: Path,
+    folder: Path,
+    name: str,
+    every_s: float,
+    volumes: Mapping[str, Path] | None = None,
+) -> None:
     """Write the backup metrics for node_exporter's textfile collector (atomically)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), backup_metrics(folder, name, every_s))
+    write_to_textfile(str(path), backup_metrics(folder, name, every_s, volumes))
     os.chmod(path, 0o644)  # node_exporter runs as its own user; the file holds no secret
+
+
+class _FreeSpace(Collector):
+    """``folder_free_bytes`` of folders by name (one that is missing is left out: the backup
+    folder before its first run)."""
+
+    def __init__(self, folders: Mapping[str, Path]) -> None:
+        self._folders = dict(folders)
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        free = {}
+        for name, path in self._folders.items():
+            try:
+                free[name] = free_bytes(path)
+            except OSError:
+                continue
+        return [folder_free_bytes(free)] if free else []
 
 
 class _FolderCollector:
     """Re-reads the folder at every scrape (a custom collector for `start_http_server`)."""
 
-    def __init__(self, folder: Path, name: str, every_s: float) -> None:
-        self._args = (folder, name, every_s)
+    def __init__(
+        self, folder: Path, name: str, every_s: float, volumes: Mapping[str, Path] | None
+    ) -> None:
+        self._args = (folder, name, every_s, volumes)
 
     def collect(self) -> Sequence[object]:
         return list(backup_metrics(*self._args).collect())
@@ -171,14 +210,16 @@ async def run_schedule(
     every_s: float,
     keep_days: float,
     metrics_port: int | None,
+    volumes: Mapping[str, Path] | None = None,
     prefer_path: bool,
     bin_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> None:
-    """Back up every `every_s` seconds (runs until cancelled); serve the metrics on a port."""
+    """Back up every `every_s` seconds (runs until cancelled); serve the metrics on a port
+    (with the free space of `volumes`)."""
     if metrics_port is not None:
         registry = CollectorRegistry()
-        registry.register(_FolderCollector(folder, name, every_s))  # type: ignore[arg-type]
+        registry.register(_FolderCollector(folder, name, every_s, volumes))  # type: ignore[arg-type]
         start_http_server(metrics_port, registry=registry)
     report = progress or (lambda line: None)
     while True:

@@ -18,7 +18,7 @@ import asyncio
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -81,16 +81,28 @@ class _HealthMetrics(Collector):
             status.add_metric([], self.status)
             families.append(status)
         if self.free_bytes:
-            free = GaugeMetricFamily(
-                "folder_free_bytes",
-                "Bytes free for the service on the file system of a folder it writes, by "
-                "health check name.",
-                labels=["folder"],
-            )
-            for name, value in sorted(self.free_bytes.items()):
-                free.add_metric([name], value)
-            families.append(free)
+            families.append(folder_free_bytes(self.free_bytes))
         return families
+
+
+def folder_free_bytes(free: Mapping[str, int]) -> GaugeMetricFamily:
+    """``folder_free_bytes{folder}``: the bytes free by folder name (the disk-space alert's
+    input, from health checks and from the scheduled backup)."""
+    family = GaugeMetricFamily(
+        "folder_free_bytes",
+        "Bytes free for the service on the file system of a folder it writes or watches, by "
+        "name (a health check's, or the backup's: backups, database).",
+        labels=["folder"],
+    )
+    for name, value in sorted(free.items()):
+        family.add_metric([name], value)
+    return family
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes free for an unprivileged writer on the file system of `path` (blocking)."""
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
 
 
 HEALTH_METRICS = _HealthMetrics()
@@ -255,8 +267,7 @@ def _probe(path: Path) -> int:
     with tempfile.NamedTemporaryFile(dir=path, prefix=".health-", delete=True) as probe:
         probe.write(b"ok")
         probe.flush()
-    stats = os.statvfs(path)
-    return stats.f_bavail * stats.f_frsize
+    return free_bytes(path)
 
 
 class SharedReport:

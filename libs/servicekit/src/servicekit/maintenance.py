@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -93,6 +94,16 @@ def add_backup_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         metavar="DURATION",
         help="with --dir: the schedule's interval (3600, 90m, 1h; default 1h), reported as "
         "backup_interval_seconds; the alert fires when the last good backup is two older",
+    )
+    dump.add_argument(
+        "--free-space",
+        type=_named_folder,
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="with --dir: report the space free on DIR's file system as "
+        "folder_free_bytes{folder=NAME} (database=<the PostgreSQL data volume>); the backup "
+        "folder's is always reported, as 'backups'",
     )
     dump.add_argument(
         "--loop", action="store_true", help="with --dir: keep running, one backup every --every"
@@ -204,6 +215,7 @@ async def _run_scheduled(
             every_s=args.every,
             keep_days=args.keep_days,
             metrics_port=args.metrics_port,
+            volumes=dict(args.free_space),
             prefer_path=prefer_path,
             bin_dir=args.pg_bin,
             progress=progress,
@@ -221,7 +233,7 @@ async def _run_scheduled(
         )
     finally:
         if args.metrics_file is not None:
-            write_metrics_file(args.metrics_file, args.dir, name, args.every)
+            write_metrics_file(args.metrics_file, args.dir, name, args.every, dict(args.free_space))
     made = run.made
     log.info("backup_written", path=str(made.path), bytes=made.size_bytes, pruned=len(run.pruned))
     print(
@@ -229,6 +241,17 @@ async def _run_scheduled(
         f"{made.duration_s:.1f} s); pruned {len(run.pruned)} older than {args.keep_days:g} days"
     )
     return EXIT_OK
+
+
+def _named_folder(text: str) -> tuple[str, Path]:
+    """``NAME=DIR`` for `--free-space`: a metric label and an existing folder."""
+    name, equals, folder = text.partition("=")
+    if not equals or not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=DIR, NAME like 'database'")
+    path = Path(folder)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: {folder!r} is not a folder")
+    return name, path
 
 
 def _duration(text: str) -> float:
