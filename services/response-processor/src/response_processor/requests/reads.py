@@ -88,9 +88,19 @@ def _request(row: Any) -> RequestOut:
     )
 
 
+GET_SQL: Final = f"SELECT {COLUMNS} FROM request WHERE id = $1"  # noqa: S608
+# Newest first by (received_at, id): the requests of one imported batch share received_at.
+LIST_SQL: Final = f"""
+    SELECT {COLUMNS} FROM request
+    WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR user_id = $2)
+      AND ($3::timestamptz IS NULL OR (received_at, id) < ($3, $4))
+    ORDER BY received_at DESC, id DESC LIMIT $5
+"""  # noqa: S608 - a constant column list
+
+
 async def get_request(conn: Connection, request_id: uuid.UUID) -> RequestOut:
     """One request, or 404."""
-    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM request WHERE id = $1", request_id)  # noqa: S608
+    row = await conn.fetchrow(GET_SQL, request_id)
     if row is None:
         raise not_found(ProcessorErrorCode.REQUEST_NOT_FOUND, "the request")
     return _request(row)
@@ -107,10 +117,7 @@ async def list_requests(
     """Newest first by `(received_at, id)`, filtered: a batch's requests share `received_at`."""
     after_at, after_id = paging.decode_cursor(cursor, RequestCursor) if cursor else (None, None)
     rows = await conn.fetch(
-        f"""SELECT {COLUMNS} FROM request
-            WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR user_id = $2)
-              AND ($3::timestamptz IS NULL OR (received_at, id) < ($3, $4))
-            ORDER BY received_at DESC, id DESC LIMIT $5""",  # noqa: S608
+        LIST_SQL,
         status,
         user_id,
         after_at,
@@ -122,6 +129,15 @@ async def list_requests(
 
 DEAD_LETTER_COLUMNS: Final = """d.id, d.request AS request_id, r.type, d.error_code,
     d.error_message, d.attempts, d.created_at, d.retried_at"""
+DEAD_LETTERS_SQL: Final = f"""
+    SELECT {DEAD_LETTER_COLUMNS} FROM dead_letter d JOIN request r ON r.id = d.request
+    WHERE (NOT $1 OR d.retried_at IS NULL) AND ($2::bigint IS NULL OR d.id > $2)
+    ORDER BY d.id LIMIT $3
+"""  # noqa: S608 - a constant column list
+DEAD_LETTER_SQL: Final = f"""
+    SELECT {DEAD_LETTER_COLUMNS} FROM dead_letter d JOIN request r ON r.id = d.request
+    WHERE d.id = $1
+"""  # noqa: S608 - a constant column list
 
 
 async def list_dead_letters(
@@ -130,9 +146,7 @@ async def list_dead_letters(
     """Dead letters, oldest first (open ones only by default)."""
     (after_id,) = paging.decode_cursor(cursor, DeadLetterCursor) if cursor else (None,)
     rows = await conn.fetch(
-        f"""SELECT {DEAD_LETTER_COLUMNS} FROM dead_letter d JOIN request r ON r.id = d.request
-           WHERE (NOT $1 OR d.retried_at IS NULL) AND ($2::bigint IS NULL OR d.id > $2)
-           ORDER BY d.id LIMIT $3""",  # noqa: S608 - a constant column list
+        DEAD_LETTERS_SQL,
         open_only,
         after_id,
         limit + 1,
@@ -142,11 +156,7 @@ async def list_dead_letters(
 
 async def get_dead_letter(conn: Connection, dead_letter_id: int) -> DeadLetterOut | None:
     """One dead letter, retried or not; None when there is no such id."""
-    row = await conn.fetchrow(
-        f"""SELECT {DEAD_LETTER_COLUMNS} FROM dead_letter d JOIN request r ON r.id = d.request
-            WHERE d.id = $1""",  # noqa: S608 - a constant column list
-        dead_letter_id,
-    )
+    row = await conn.fetchrow(DEAD_LETTER_SQL, dead_letter_id)
     return None if row is None else _dead_letter(row)
 
 

@@ -17,7 +17,7 @@ from servicekit import retention
 from servicekit.database import Connection, Pool
 
 # request_received_idx walks the oldest requests first; a request finishes after it arrives.
-_FINISHED_BEFORE: Final = f"""
+FINISHED_BEFORE_SQL: Final = f"""
     SELECT r.id FROM request AS r
     WHERE r.received_at < $1 AND coalesce(r.finished_at, r.received_at) < $1
       AND r.status IN {FINAL_SQL}
@@ -53,7 +53,7 @@ async def delete_finished_requests(
 ) -> PurgedRequests:
     """Delete up to `limit` requests finished before `older_than`, with their retried dead
     letters and cancels; call in a transaction."""
-    ids = [row["id"] for row in await conn.fetch(_FINISHED_BEFORE, older_than, limit)]
+    ids = [row["id"] for row in await conn.fetch(FINISHED_BEFORE_SQL, older_than, limit)]
     if not ids:
         return PurgedRequests(0, 0, 0)
     letters = _count(await conn.execute(_DELETE_DEAD_LETTERS, ids))
