@@ -49,7 +49,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from bench import ceiling_app, gateway_report
+from bench import ceiling_app, gateway_report, query_times
 from bench.asgi_server import (
     REPO_ROOT,
     WORKERS,
@@ -73,6 +73,7 @@ from bench.gateway_service import (
     log_events,
     log_in,
     read_counters,
+    read_query_buckets,
     sample_requests,
     seed_users,
     send_once,
@@ -169,10 +170,15 @@ class Bench:
             run_wrk(url, duration_s=warmup_s, **load)
         gateway = url.startswith(self.gateway.base_url)
         before = read_counters(self.ops_url) if gateway else {}
+        queries_before = read_query_buckets(self.ops_url) if gateway else {}
         with self.meter.measure() as cpu:
             result = run_wrk(url, duration_s=seconds, **load)
         moved = _moved(before, read_counters(self.ops_url)) if gateway else {}
-        self.runs.setdefault(name, []).append(ScenarioRun(result, cpu.seconds, round_number, moved))
+        queries = (
+            query_times.moved(read_query_buckets(self.ops_url), queries_before) if gateway else {}
+        )
+        run = ScenarioRun(result, cpu.seconds, round_number, moved, queries)
+        self.runs.setdefault(name, []).append(run)
         print(f"  {name} (round {round_number}): {_summary(result)}", flush=True)
 
     def run_round(self, number: int) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import msgspec
 
+from bench import query_times
 from bench.harness import write_report
 from bench.wrk import WrkResult
 
@@ -37,6 +38,7 @@ class ScenarioRun(msgspec.Struct, frozen=True):
     cpu_s: dict[str, float]
     round: int  # 0 for the profiling variants
     counters: dict[str, float] = {}  # the gateway's counters (COUNTERS) moved by as much
+    query_buckets: query_times.Buckets = {}  # its query-time histogram, moved by as much
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ def write(figures: Figures) -> Path:
         "against_ceiling": figures.comparisons,
         "against_ceiling_per_round": figures.per_round,
         "cpu_ms_per_request": figures.cpu_ms,
+        "query_times": {name: query_times.rows(b) for name, b in _query_buckets(figures).items()},
         "targets": figures.targets,
     }
     markdown = "\n".join(
@@ -73,6 +76,7 @@ def write(figures: Figures) -> Path:
             *_ratios(figures),
             *_cpu(figures),
             *_counters(figures),
+            *_queries(figures),
             *_notes(figures),
         ]
     )
@@ -203,6 +207,27 @@ def _cpu(f: Figures) -> list[str]:
         + " |",
         "|---|---|" + "---|" * len([g for g in ("server", "postgres", "redis") if g in present]),
         *steps,
+        "",
+    ]
+
+
+def _query_buckets(f: Figures) -> dict[str, query_times.Buckets]:
+    """Each gateway scenario's query times, all its runs added up."""
+    summed = {
+        name: query_times.total(run.query_buckets for run in runs) for name, runs in f.runs.items()
+    }
+    return {name: buckets for name, buckets in summed.items() if buckets}
+
+
+def _queries(f: Figures) -> list[str]:
+    return [
+        "## Database query times under load",
+        "",
+        "The gateway's `db_query_duration_seconds{query}` (every query its pools run, timed "
+        "from the client side: the wait for a connection is not in it, the round trip is), "
+        "read before and after each measured run of a gateway scenario, all its runs added up.",
+        "",
+        *query_times.markdown(_query_buckets(f)),
         "",
     ]
 

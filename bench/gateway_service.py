@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from airlink.records import ProfileType, User
 from authkit.passwords import hash_password
+from bench import query_times
 from bench.asgi_server import WORKERS, RunningServer, serve_command
 from bench.link_bench import database_url, execute
 from bench.wrk import WrkRequest
@@ -190,10 +191,19 @@ def log_events(log_path: Path) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
+def read_metrics(ops_url: str) -> str:
+    """The gateway's `/metrics` (its operations port, summed over its workers)."""
+    return httpx.get(f"{ops_url}/metrics", timeout=LOGIN_TIMEOUT_S).raise_for_status().text
+
+
+def read_query_buckets(ops_url: str) -> query_times.Buckets:
+    """The gateway's query-time histogram (every worker's queries)."""
+    return query_times.read_buckets(read_metrics(ops_url))
+
+
 def read_counters(ops_url: str) -> dict[str, float]:
-    """COUNTERS from the gateway's `/metrics` (its operations port, summed over its workers),
-    by labels."""
-    text = httpx.get(f"{ops_url}/metrics", timeout=LOGIN_TIMEOUT_S).raise_for_status().text
+    """COUNTERS from the gateway's `/metrics`, by labels."""
+    text = read_metrics(ops_url)
     counters: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         if family.name not in COUNTERS:

@@ -59,6 +59,7 @@ from airlink.records import ProcessorBusiness, Request, Response, ToProcessor
 from airlink.runner import Link
 from airlink.schema import ITEM_COLUMNS, OUTBOX_GROUP, OUTBOX_ITEM
 from batchformat import BatchReader, BatchWriter, Header, TrustedKeys, load_signing_key
+from bench import query_times
 from bench.harness import (
     machine_cpu_seconds,
     median,
@@ -78,7 +79,7 @@ from response_processor.testing import FakeGateway, request
 from response_processor.worker import POLL_DELAY_S
 from servicekit.embedded import resolve_service_urls
 from servicekit.logs import configure_logging
-from servicekit.metrics import MULTIPROCESS_ENV
+from servicekit.metrics import MULTIPROCESS_ENV, render_metrics
 from servicekit.redis_url import parse_redis_url
 from servicekit.testing import free_ports
 
@@ -177,8 +178,10 @@ async def link_round(
     answers: list[Response],
     *,
     queue_jobs: bool,
+    queries: dict[str, query_times.Buckets],
 ) -> dict[str, float]:
-    """Time import, export and their ceilings once, on fresh databases; queueing if asked."""
+    """Time import, export and their ceilings once, on fresh databases; queueing if asked.
+    The query times of the import and the export are added to `queries`."""
     url = await clone(servers, "processor_bench_link")
     settings = processor_settings(data_dir, url, servers.redis)
     gateway = FakeGateway(settings)
@@ -187,9 +190,11 @@ async def link_round(
         await runtime.link.export_once()  # with the template's users and profile types
         batch = await asyncio.to_thread(gateway.send, records)
         hook_seconds = _time_committed(runtime.link.service, run=queue_jobs)
+        queries_before = _own_query_buckets()
         started = time.perf_counter()
         report = await runtime.link.import_once()
         imported = time.perf_counter() - started
+        _add(queries, "import", query_times.moved(_own_query_buckets(), queries_before))
         assert [(b.outcome, b.records) for b in report.batches] == [("applied", len(records))]
         times = {"import": imported - hook_seconds[0]}
         if queue_jobs:
@@ -197,12 +202,23 @@ async def link_round(
             await runtime.redis.flushdb()
             times["queueing_jobs"], times["import_with_queueing"] = hook_seconds[0], imported
             times["bare_queue_pipelined"] = await _timed_bare_queueing(runtime.arq, records)
+        queries_before = _own_query_buckets()
         times.update(await _timed_export(runtime.link, runtime.pool, answers))
+        _add(queries, "export", query_times.moved(_own_query_buckets(), queries_before))
     times.update(await _timed_database_ceilings(servers, records, answers))
     archived = settings.inbox_path / "archive" / batch.name
     times.update(await asyncio.to_thread(_timed_file_ceilings, settings, archived, answers))
     await asyncio.to_thread(shutil.rmtree, data_dir)
     return times
+
+
+def _own_query_buckets() -> query_times.Buckets:
+    """This process's query-time histogram (the runtime's pool times every query)."""
+    return query_times.read_buckets(render_metrics()[0].decode())
+
+
+def _add(queries: dict[str, query_times.Buckets], run: str, moved: query_times.Buckets) -> None:
+    queries[run] = query_times.total([queries.get(run, {}), moved])
 
 
 def _time_committed(service: LinkService[Any, Never, NewRequests], *, run: bool) -> list[float]:
@@ -327,13 +343,17 @@ def _timed_file_ceilings(
     return {"bare_batch_read": read, "bare_batch_write": time.perf_counter() - started}
 
 
-async def jobs_round(servers: Servers, work: Path, number: int) -> dict[str, float]:
-    """Per worker count: a bare arq run, then the processor's workers, same job count."""
+async def jobs_round(
+    servers: Servers, work: Path, number: int, queries: dict[str, query_times.Buckets]
+) -> dict[str, float]:
+    """Per worker count: a bare arq run, then the processor's workers, same job count (their
+    query times added to `queries`)."""
     figures: dict[str, float] = {}
     for workers in WORKER_COUNTS:
         folder = work / f"jobs-{number}-{workers}"
         bare = await bare_arq_run(servers.redis, workers, folder / "bare-arq")
-        ours = await processor_run(servers, folder / "processor", workers)
+        ours, worker_queries = await processor_run(servers, folder / "processor", workers)
+        _add(queries, f"jobs, {workers} worker(s)", worker_queries)
         await asyncio.to_thread(shutil.rmtree, folder)
         for name, run in ((f"bare_arq_{workers}", bare), (f"workers_{workers}", ours)):
             figures[name] = run.seconds
@@ -343,8 +363,11 @@ async def jobs_round(servers: Servers, work: Path, number: int) -> dict[str, flo
     return figures
 
 
-async def processor_run(servers: Servers, data_dir: Path, workers: int) -> TimedRun:
-    """Run JOBS echo requests on `workers` worker processes, queued before they start."""
+async def processor_run(
+    servers: Servers, data_dir: Path, workers: int
+) -> tuple[TimedRun, query_times.Buckets]:
+    """Run JOBS echo requests on `workers` worker processes, queued before they start; the
+    run and the workers' query times (start-up included), read once every job is done."""
     url = await clone(servers, "processor_bench_jobs")
     settings = processor_settings(data_dir, url, servers.redis)
     gateway = FakeGateway(settings)
@@ -357,12 +380,17 @@ async def processor_run(servers: Servers, data_dir: Path, workers: int) -> Timed
         await runtime.redis.rename(default_queue_name, HELD_QUEUE)
     db = await asyncpg.connect(url)
     try:
+        ports = free_ports(workers)
+        worker_queries: list[query_times.Buckets] = []
 
         async def all_completed() -> bool:
             unfinished: int = await db.fetchval(UNFINISHED_SQL)
+            if unfinished == 0:  # before the workers stop: their histograms go with them
+                async with httpx.AsyncClient(timeout=5.0) as http:
+                    texts = [await _metrics(http, port) for port in ports]
+                worker_queries.extend(query_times.read_buckets(text) for text in texts)
             return unfinished == 0
 
-        ports = free_ports(workers)
         argvs = [[str(WORKER_COMMAND), "worker"] for _ in ports]
         envs = [_worker_env(settings, port) for port in ports]
         run = await _timed_run(
@@ -377,7 +405,7 @@ async def processor_run(servers: Servers, data_dir: Path, workers: int) -> Timed
         assert answered == JOBS, f"{answered} responses queued for {JOBS} requests"
     finally:
         await db.close()
-    return run
+    return run, query_times.total(worker_queries)
 
 
 async def bare_arq_run(redis_url: str, workers: int, logs: Path) -> TimedRun:
@@ -585,9 +613,10 @@ async def bare_arq_worker(redis_url: str) -> None:
 
 
 async def measure(
-    servers: Servers, work: Path
+    servers: Servers, work: Path, queries: dict[str, query_times.Buckets]
 ) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
-    """Build the template, then REPEAT link rounds and REPEAT jobs rounds."""
+    """Build the template, then REPEAT link rounds and REPEAT jobs rounds; their query
+    times go to `queries`."""
     await build_template(servers, work)
     records, answers = requests(RECORDS), responses(RECORDS)
     gc.freeze()  # the fixtures live for the whole run: not rescanned by every collection
@@ -597,11 +626,13 @@ async def measure(
             # Queueing 100,000 jobs takes most of a minute, long enough to average over the
             # machine's slow spells by itself: timed in the first round only, to save minutes.
             data_dir = work / f"link-{number}"
-            figures = await link_round(servers, data_dir, records, answers, queue_jobs=number == 1)
+            figures = await link_round(
+                servers, data_dir, records, answers, queue_jobs=number == 1, queries=queries
+            )
             link_rounds.append(figures)
             print(f"  link round {number}/{REPEAT} done", flush=True)
         for number in range(1, REPEAT + 1):
-            job_rounds.append(await jobs_round(servers, work, number))
+            job_rounds.append(await jobs_round(servers, work, number, queries))
             print(f"  jobs round {number}/{REPEAT} done", flush=True)
     finally:
         for name in DATABASES:
@@ -627,7 +658,8 @@ def run() -> Path:
             "worker processes ...",
             flush=True,
         )
-        link_rounds, job_rounds = asyncio.run(measure(servers, work))
+        queries: dict[str, query_times.Buckets] = {}
+        link_rounds, job_rounds = asyncio.run(measure(servers, work, queries))
     except BaseException:
         print(f"response-processor: failed; the processes' logs are kept in {work}")
         raise
@@ -635,7 +667,8 @@ def run() -> Path:
         services.stop()
     shutil.rmtree(work, ignore_errors=True)
     embedded = services.postgres is not None
-    return _report(link_rounds, job_rounds, time.perf_counter() - started, embedded=embedded)
+    total_s = time.perf_counter() - started
+    return _report(link_rounds, job_rounds, queries, total_s, embedded=embedded)
 
 
 LINK_STEPS: Final = (
@@ -659,6 +692,7 @@ def _ratio(rounds: list[dict[str, float]], ours: str, parts: Sequence[str]) -> f
 def _report(
     link_rounds: list[dict[str, float]],
     job_rounds: list[dict[str, float]],
+    queries: dict[str, query_times.Buckets],
     total_s: float,
     *,
     embedded: bool,
@@ -683,10 +717,13 @@ def _report(
         "jobs_by_processes": _job_figures(job_rounds),
         "two_vs_one_worker": _ratio(job_rounds, "workers_2", ["workers_1"]),
         "targets": {"records_per_s_min": TARGET_RECORDS_PER_S, **met},
+        "query_times": {run: query_times.rows(buckets) for run, buckets in queries.items()},
         "peak_rss_mb": round(own_peak_rss_mb(), 1),
         "total_run_s": round(total_s),
     }
-    markdown = "\n".join([*_link_section(figures), *_jobs_section(figures), *_closing()])
+    markdown = "\n".join(
+        [*_link_section(figures), *_jobs_section(figures), *_queries_section(queries), *_closing()]
+    )
     return write_report("response-processor", figures, markdown)
 
 
@@ -794,6 +831,22 @@ def _jobs_section(figures: dict[str, Any]) -> list[str]:
         f"ran, per job; `busy cores`: every process of the machine ({cpus} vCPUs) over the "
         "same time, the database and Redis included.",
         f"- Two workers against one: {figures['two_vs_one_worker']:.2f}x the jobs/s.",
+        "",
+    ]
+
+
+def _queries_section(queries: dict[str, query_times.Buckets]) -> list[str]:
+    return [
+        "## Database query times under load",
+        "",
+        "The processor's `db_query_duration_seconds{query}` (every query its pools run, timed "
+        "from the client side): `import` and `export` from this process's runtime over every "
+        "link round (the first round's import includes its jobs' queueing), the jobs runs "
+        "from the worker processes' /metrics, read once every job was done (their start-up "
+        "included), all rounds added up. The link's `insert request` and `copy` statements "
+        "carry 5,000 records each: a bulk statement's time, not one request's.",
+        "",
+        *query_times.markdown(queries),
         "",
     ]
 
