@@ -12,6 +12,7 @@ from bench import (
     gateway_bench,
     link_bench,
     live_updates_bench,
+    migrations_bench,
     processor_bench,
     query_timing_bench,
     restore_drill_bench,
@@ -28,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[], Path]] = {
     "request-gateway-live": live_updates_bench.run,
     "restore-drill": restore_drill_bench.run,
     "query-timing": query_timing_bench.run,
+    "migrations": migrations_bench.run,
 }
 
 

@@ -106,3 +106,16 @@ def process_cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_flags() -> dict[str, Any]:
+    """The CPU's model and the flags that change figures between machines of this kind."""
+    model, flags = "unknown", set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+    wanted = ("sha_ni", "aes", "avx2", "avx512f")
+    return {"model": model, "flags": {flag: flag in flags for flag in wanted}}

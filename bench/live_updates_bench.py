@@ -43,7 +43,7 @@ from bench.gateway_service import (
     prepare_database,
     seed_users,
 )
-from bench.harness import machine, percentile, write_report
+from bench.harness import cpu_flags, machine, percentile, write_report
 from servicekit.embedded import EmbeddedServices, resolve_service_urls
 from servicekit.testing import free_port
 
@@ -68,19 +68,6 @@ class Phase:
     events: int = 0
     seen_after_s: list[float] = field(default_factory=list)
     cpu_s: dict[str, float] = field(default_factory=dict)
-
-
-def cpu_flags() -> dict[str, Any]:
-    """The CPU's model and the flags that change figures between machines of this kind."""
-    model, flags = "unknown", set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            model = value.strip()
-        elif key.strip() == "flags":
-            flags = set(value.split())
-    wanted = ("sha_ni", "aes", "avx2", "avx512f")
-    return {"model": model, "flags": {flag: flag in flags for flag in wanted}}
 
 
 async def submit_all(base_url: str, tokens: dict[uuid.UUID, str]) -> dict[uuid.UUID, list[str]]:
