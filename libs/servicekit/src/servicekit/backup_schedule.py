@@ -41,7 +41,9 @@ __all__ = [
     "newest_archive",
     "run_schedule",
     "scheduled_backup",
+    "state_metrics",
     "write_metrics_file",
+    "write_registry",
 ]
 
 STAMP_FORMAT: Final = "%Y%m%dT%H%M%SZ"
@@ -124,8 +126,21 @@ def backup_metrics(
 ) -> CollectorRegistry:
     """A registry holding the folder's backup state for database `name`, run every `every_s`,
     and the space free in the folder and in `volumes` (name: path)."""
+    found = archives(folder, name) if folder.is_dir() else []
+    taken = [(archive.taken_at, archive.size_bytes) for archive in found]
+    return state_metrics(name, every_s, taken, {BACKUP_FOLDER: folder, **(volumes or {})})
+
+
+def state_metrics(
+    name: str,
+    every_s: float,
+    taken: Sequence[tuple[datetime, int]],
+    folders: Mapping[str, Path],
+) -> CollectorRegistry:
+    """The backup metrics of `name` (scheduled every `every_s`) from its kept backups' times
+    and sizes, oldest first, and the space free in `folders`."""
     registry = CollectorRegistry()
-    registry.register(_FreeSpace({BACKUP_FOLDER: folder, **(volumes or {})}))
+    registry.register(_FreeSpace(folders))
     labels = {"database": name}
     interval = Gauge(
         "backup_interval_seconds",
@@ -152,12 +167,18 @@ def backup_metrics(
         labelnames=tuple(labels),
         registry=registry,
     )
-    found = archives(folder, name) if folder.is_dir() else []
-    newest = found[-1] if found else None
-    last.labels(**labels).set(newest.taken_at.timestamp() if newest else 0)
-    size.labels(**labels).set(newest.size_bytes if newest else 0)
-    count.labels(**labels).set(len(found))
+    newest = taken[-1] if taken else None
+    last.labels(**labels).set(newest[0].timestamp() if newest else 0)
+    size.labels(**labels).set(newest[1] if newest else 0)
+    count.labels(**labels).set(len(taken))
     return registry
+
+
+def write_registry(path: Path, registry: CollectorRegistry) -> None:
+    """Write metrics for node_exporter's textfile collector (atomically, world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_to_textfile(str(path), registry)
+    os.chmod(path, 0o644)  # node_exporter runs as its own user; the file holds no secret
 
 
 def write_metrics_file(
@@ -167,10 +188,8 @@ def write_metrics_file(
     every_s: float,
     volumes: Mapping[str, Path] | None = None,
 ) -> None:
-    """Write the backup metrics for node_exporter's textfile collector (atomically)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), backup_metrics(folder, name, every_s, volumes))
-    os.chmod(path, 0o644)  # node_exporter runs as its own user; the file holds no secret
+    """Write the backup metrics for node_exporter's textfile collector."""
+    write_registry(path, backup_metrics(folder, name, every_s, volumes))
 
 
 class _FreeSpace(Collector):

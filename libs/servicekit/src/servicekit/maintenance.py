@@ -89,7 +89,7 @@ def add_backup_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     dump.add_argument(
         "--every",
-        type=_duration,
+        type=duration_argument,
         default=3600.0,
         metavar="DURATION",
         help="with --dir: the schedule's interval (3600, 90m, 1h; default 1h), reported as "
@@ -254,7 +254,7 @@ def _named_folder(text: str) -> tuple[str, Path]:
     return name, path
 
 
-def _duration(text: str) -> float:
+def duration_argument(text: str) -> float:
     """Seconds from `3600`, `90m`, `1h` or `2d`."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     scale = units.get(text[-1:])

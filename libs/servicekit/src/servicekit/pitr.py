@@ -35,6 +35,7 @@ __all__ = [
     "archive_settings",
     "base_backup",
     "prepare_recovery",
+    "run_tool",
 ]
 
 ARCHIVE_TIMEOUT_S: Final = 60
@@ -57,7 +58,7 @@ def archive_settings(archive_dir: Path) -> dict[str, str]:
 def base_backup(database_url: str, dest: Path, bin_dir: Path) -> Path:
     """Take a base backup of the server into `dest` (base.tar.gz with the WAL it needs)."""
     dest.mkdir(parents=True, exist_ok=False)
-    _run(
+    run_tool(
         bin_dir / "pg_basebackup",
         f"--dbname={database_url}",
         f"--pgdata={dest}",
@@ -147,7 +148,7 @@ class LocalServer:
             shutil.chown(path, self.owner, self.owner)
 
     def _as_owner(self, *command: object) -> None:
-        _run(*command, user=self.owner)
+        run_tool(*command, user=self.owner)
 
 
 def _chown_tree(root: Path, owner: str) -> None:
@@ -158,7 +159,8 @@ def _chown_tree(root: Path, owner: str) -> None:
             os.chown(Path(folder) / name, entry.pw_uid, entry.pw_gid)
 
 
-def _run(*command: object, user: str | None = None) -> None:
+def run_tool(*command: object, user: str | None = None) -> None:
+    """Run a PostgreSQL program; RuntimeError with the end of its output if it fails."""
     result = subprocess.run(
         [str(part) for part in command],
         capture_output=True,
