@@ -835,6 +835,10 @@ def _jobs_section(figures: dict[str, Any]) -> list[str]:
     ]
 
 
+# The import's INSERT ... SELECT unnest of a 5,000-record chunk (requests/inbound.py).
+BULK_STATEMENTS: Final = frozenset({"insert request"})
+
+
 def _queries_section(queries: dict[str, query_times.Buckets]) -> list[str]:
     return [
         "## Database query times under load",
@@ -843,10 +847,10 @@ def _queries_section(queries: dict[str, query_times.Buckets]) -> list[str]:
         "from the client side): `import` and `export` from this process's runtime over every "
         "link round (the first round's import includes its jobs' queueing), the jobs runs "
         "from the worker processes' /metrics, read once every job was done (their start-up "
-        "included), all rounds added up. The link's `insert request` and `copy` statements "
-        "carry 5,000 records each: a bulk statement's time, not one request's.",
+        "included), all rounds added up. The import's `insert request` carries 5,000 records "
+        "per statement: a bulk statement's time, not one request's.",
         "",
-        *query_times.markdown(queries),
+        *query_times.markdown(queries, bulk=BULK_STATEMENTS),
         "",
     ]
 

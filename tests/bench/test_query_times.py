@@ -63,3 +63,7 @@ def test_the_table_names_the_busiest_query_first_and_judges_the_objective() -> N
     lines = query_times.markdown({"submit": buckets})
     assert any("`select request` | 5 |" in line for line in lines)
     assert "NOT met" in lines[-1]
+    # A bulk statement (many records each) is shown but judged apart.
+    judged = query_times.markdown({"import": buckets}, bulk={"insert request"})
+    assert " met (the highest: `select request`" in judged[-1]
+    assert "Judged apart, as bulk statements of many records each: `insert request`." in judged[-1]
