@@ -51,6 +51,9 @@ Progress = Callable[[str], None]
 
 PROGRESS_INTERVAL_S: Final = 1.0
 CONNECT_TIMEOUT_S: Final = 30
+CONNECTIONS: Final = 2
+"""The most database connections a backup holds: ours (the server's version, the tables)
+and pg_dump's (the capacity check counts them: docs/deployment.md, "Database connections")."""
 # A table's entry in `pg_restore --list`: "215; 1259 16385 TABLE public request owner".
 _TABLE = re.compile(r"^\d+; \d+ \d+ TABLE (?!DATA )(\S+) (\S+) ", re.MULTILINE)
 _RESTORING_TABLE = re.compile(r"processing data for table \"([^\"]+)\"")

@@ -26,6 +26,9 @@ from piccolo.engine.finder import engine_finder
 
 # Any fixed 64-bit number that no other advisory lock of ours uses.
 MIGRATION_LOCK_ID: Final = 0x41_69_72_6C_6F_63_6B  # "Airlock"
+CONNECTIONS: Final = 2
+"""The most database connections a migration run holds: the one holding the advisory lock
+and Piccolo's, in its child process (docs/deployment.md, "Database connections")."""
 _RUN_PICCOLO: Final = "import sys; from piccolo.main import main; sys.exit(main())"
 _ID_LINE: Final = re.compile(r"^ID\s*=\s*['\"](?P<id>[^'\"]+)['\"]", re.MULTILINE)
 NOTHING_TO_DO: Final = "No migrations need to be run"

@@ -26,6 +26,7 @@ from request_gateway.db.piccolo_app import APPS
 from request_gateway.identity.cache import IdentityCache
 from request_gateway.link.service import GatewayLink
 from request_gateway.settings import GatewaySettings
+from servicekit import backup
 from servicekit.database import Pool, open_pool, watch_pool
 from servicekit.embedded import EmbeddedServices, resolve_service_urls
 from servicekit.migrations import migrate
@@ -33,6 +34,9 @@ from servicekit.ratelimit import RateLimiter
 from servicekit.redis_url import parse_redis_url
 
 RATE_LIMIT_KEY_PREFIX: Final = "gateway:rate:"
+# A server worker's LISTEN connections beside its pool: the identity cache's and the change
+# feed's (long polls and event streams).
+LISTENERS_PER_WORKER: Final = 2
 """Redis keys of the per-user request rate limits (GCRA state, one key per user)."""
 
 log = structlog.get_logger("request_gateway")
@@ -133,3 +137,17 @@ async def _cancelled(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def database_connections(settings: GatewaySettings, command: str) -> int:
+    """The most database connections `request-gateway COMMAND` holds at once, running
+    (docs/deployment.md, "Database connections"; checked against the compose files)."""
+    if command == "serve":
+        # Every worker's pool and listeners, and the operations port's pool in the parent.
+        workers = settings.workers * (settings.db_pool_size + LISTENERS_PER_WORKER)
+        return workers + settings.db_pool_size
+    if command == "worker":
+        return settings.db_pool_size
+    if command == "backup":
+        return backup.CONNECTIONS
+    raise ValueError(f"no connection count for {command!r}")

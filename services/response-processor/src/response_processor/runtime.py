@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Never
+from typing import Final, Never
 
 import redis.asyncio
 import structlog
@@ -25,6 +25,7 @@ from batchformat import SigningKey, TrustedKeys
 from response_processor.domain.bootstrap import announce, prepare_database
 from response_processor.link.service import NewRequests, ProcessorLink
 from response_processor.settings import ProcessorSettings
+from servicekit import backup
 from servicekit.database import Pool, open_pool, watch_pool
 from servicekit.embedded import EmbeddedServices, resolve_service_urls
 from servicekit.redis_url import parse_redis_url
@@ -49,9 +50,12 @@ class Runtime:
     link: Link[ProcessorBusiness, Never, NewRequests]
 
 
+API_POOL_SIZE: Final = 10
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(
-    settings: ProcessorSettings, *, pool_size: int = 10
+    settings: ProcessorSettings, *, pool_size: int = API_POOL_SIZE
 ) -> AsyncIterator[Runtime]:
     """Build the runtime (starting embedded servers where no URL is set); close it after.
 
@@ -102,3 +106,21 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def worker_pool_size(settings: ProcessorSettings) -> int:
+    """A worker's pool: one connection per job it runs at once, and a few for the link, the
+    reconciliation and the schedulers beside them."""
+    return settings.worker_concurrency + 4
+
+
+def database_connections(settings: ProcessorSettings, command: str) -> int:
+    """The most database connections `response-processor COMMAND` holds at once, running
+    (docs/deployment.md, "Database connections"; checked against the compose files)."""
+    if command == "serve":
+        return API_POOL_SIZE  # the API and its operations port share one runtime
+    if command == "worker":
+        return worker_pool_size(settings)
+    if command == "backup":
+        return backup.CONNECTIONS
+    raise ValueError(f"no connection count for {command!r}")

@@ -21,7 +21,7 @@ from response_processor.processing.jobs import JobResources, JobSettings, proces
 from response_processor.requests.queue import JOB_NAME
 from response_processor.requests.reconcile import reconcile
 from response_processor.requests.retention import purge_requests
-from response_processor.runtime import Runtime, open_runtime
+from response_processor.runtime import Runtime, open_runtime, worker_pool_size
 from response_processor.settings import ProcessorSettings
 from servicekit import retention
 from servicekit.server import embedded_server, operational_app, run_every
@@ -83,7 +83,7 @@ async def run_worker(settings: ProcessorSettings) -> None:
     # arq logs two lines per job; the job's own `request_completed` line says what matters,
     # and at hundreds of jobs a second the rest is CPU spent on noise.
     logging.getLogger("arq").setLevel(logging.WARNING)
-    async with open_runtime(settings, pool_size=settings.worker_concurrency + 4) as runtime:
+    async with open_runtime(settings, pool_size=worker_pool_size(settings)) as runtime:
         worker = build_worker(runtime)
         server = embedded_server(worker_app(runtime), settings.host, settings.worker_port)
         log.info(
