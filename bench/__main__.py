@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench import (
     batchformat_bench,
+    capacity_bench,
     crypto_bench,
     gateway_bench,
     link_bench,
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[], Path]] = {
     "restore-drill": restore_drill_bench.run,
     "query-timing": query_timing_bench.run,
     "migrations": migrations_bench.run,
+    "capacity": capacity_bench.run,
 }
 
 

@@ -25,10 +25,7 @@ MAX_CONNECTIONS: Final = 100
 RESERVED: Final = 3
 # Room for people: an operator's psql, a restore drill, a monitoring probe.
 HEADROOM: Final = 10
-NETWORKS: Final = {
-    "request-net.yml": (GatewaySettings, "GATEWAY_", gateway_runtime.database_connections),
-    "response-net.yml": (ProcessorSettings, "PROCESSOR_", processor_runtime.database_connections),
-}
+NETWORKS: Final = {"request-net.yml": "GATEWAY_", "response-net.yml": "PROCESSOR_"}
 REDIS_POLICY: Final = {"request-net.yml": "volatile-lru", "response-net.yml": "noeviction"}
 
 
@@ -43,7 +40,7 @@ def _setting(service: dict[str, Any], name: str) -> str | None:
 
 def connection_budget(path: Path) -> dict[str, int]:
     """Each Airlock process of a compose file and the most connections it holds."""
-    settings_type, prefix, connections = NETWORKS[path.name]
+    prefix = NETWORKS[path.name]
     budget = {}
     for name, service in compose_services(path).items():
         command = service.get("command") or []
@@ -55,9 +52,16 @@ def connection_budget(path: Path) -> dict[str, int]:
             # Only the sizes matter here: no secret files, no production checks.
             if key.startswith(prefix) and not key.endswith(("_FILE", "_ENV"))
         }
-        settings = load_settings(settings_type, prefix=prefix, environ=environment)
-        budget[name] = connections(settings, command[0])
+        budget[name] = _connections(prefix, environment, command[0])
     return budget
+
+
+def _connections(prefix: str, environment: dict[str, str], command: str) -> int:
+    if prefix == "GATEWAY_":
+        gateway = load_settings(GatewaySettings, prefix=prefix, environ=environment)
+        return gateway_runtime.database_connections(gateway, command)
+    processor = load_settings(ProcessorSettings, prefix=prefix, environ=environment)
+    return processor_runtime.database_connections(processor, command)
 
 
 @pytest.mark.parametrize("file_name", sorted(NETWORKS))
