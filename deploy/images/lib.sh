@@ -34,6 +34,12 @@ need() {
 
 need_podman() {
     need podman podman runc fuse-overlayfs uidmap slirp4netns netavark aardvark-dns iptables
+    # Each piece on its own: a podman installed without its recommended packages has no
+    # network backend that resolves the compose services' names (containers.conf).
     need runc runc
     need iptables iptables
+    need fuse-overlayfs fuse-overlayfs
+    need slirp4netns slirp4netns
+    need /usr/lib/podman/netavark netavark
+    need /usr/lib/podman/aardvark-dns aardvark-dns
 }
