@@ -277,10 +277,13 @@ def test_feeding_in_any_piece_size_gives_the_same_records(
 
 
 def test_the_push_parser_knows_nothing_of_files_and_the_old_import_path_still_works() -> None:
+    import batchformat.body
+    import batchformat.lines
     import batchformat.parser
     import batchformat.reader
 
-    imports = imported_modules(Path(batchformat.parser.__file__))
-    assert not imports & {"pathlib", "batchformat.fsops", "batchformat.reader"}, imports
+    for module in (batchformat.parser, batchformat.lines, batchformat.body):
+        imports = imported_modules(Path(module.__file__ or ""))
+        assert not imports & {"pathlib", "batchformat.fsops", "batchformat.reader"}, imports
     for name in ("BatchParser", "Expectations", "VerifiedBatch", "DEFAULT_MAX_LINE_BYTES"):
         assert getattr(batchformat.reader, name) is getattr(batchformat.parser, name)

@@ -1,7 +1,10 @@
 """The push parser: a batch's bytes in pieces of any size, verified in one pass.
 
 One pass, constant memory, success only after the trailer. It knows nothing of files:
-`batchformat.reader` feeds it a file's chunks, the transfer agent what it copies.
+`batchformat.reader` feeds it a file's chunks, the transfer agent what it copies. The
+parser frames the header, the record lines of `batchformat/1` and the trailer, and checks
+the count, digest and signature; `batchformat.lines` decodes the framed lines,
+`batchformat.body.EncryptedBody` frames and decrypts a `batchformat/2` body.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from typing import Any, Final
 
 import msgspec
 
-from batchformat.body import BodyFraming
-from batchformat.crypt import BodyDecryptor, DecryptionKeys
+from batchformat.body import EncryptedBody
+from batchformat.crypt import DecryptionKeys
 from batchformat.digest import StreamingSha256
 from batchformat.errors import BatchRejected, RejectReason
 from batchformat.keys import TrustedKeys
+from batchformat.lines import DECODE_ERRORS, NEWLINE, Lines, decode_lines, error_text
 from batchformat.models import (
     FORMAT,
     FORMAT_ENCRYPTED,
@@ -30,12 +34,7 @@ from batchformat.models import (
 )
 
 DEFAULT_MAX_LINE_BYTES: Final = 16 * 1024 * 1024
-# Records are decoded this many bytes at a time: small enough that few objects are alive
-# together (the cyclic GC stays cheap), large enough to amortise the call.
-DECODE_SLICE_BYTES: Final = 64 * 1024
-NEWLINE: Final = b"\n"
 
-_decode_errors = (msgspec.DecodeError, UnicodeDecodeError)
 _untyped = msgspec.json.Decoder()
 _header_decoder = msgspec.json.Decoder(Header)
 _trailer_decoder = msgspec.json.Decoder(TrailerLine)
@@ -66,16 +65,6 @@ class Expectations:
 
 NO_EXPECTATIONS: Final = Expectations()
 """Expect nothing of the header beyond the format."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Lines:
-    """Complete lines data[start:end], the first being line number `first_line`."""
-
-    first_line: int
-    data: bytes
-    start: int
-    end: int
 
 
 class BatchParser:
@@ -115,15 +104,11 @@ class BatchParser:
         self._held: bytes | None = None  # last complete line: a record, or the trailer
         self._lines = 0  # complete lines known not to be the last one
         self._size = 0
-        self._work: list[_Lines] = []  # framed lines waiting to be decoded
+        self._work: list[Lines] = []  # framed lines waiting to be decoded
         self._pending: Iterator[Any] | None = None
         self._decryption_keys = decryption_keys
         self._accept_unencrypted = accept_unencrypted
-        self._body: BodyFraming | None = None  # batchformat/2 only
-        self._decryptor: BodyDecryptor | None = None
-        self._deferred: BatchRejected | None = None  # reported after the signature checks
-        self._plain_tail = b""
-        self._plain_lines = 0
+        self._body: EncryptedBody | None = None  # batchformat/2 only
         self._ended = False
         self.header: Header | None = None
         self.trailer: Trailer | None = None
@@ -192,8 +177,8 @@ class BatchParser:
     def close(self) -> None:
         """Release the helper threads; for a parser abandoned before `finish`."""
         self._hasher.close()
-        if self._decryptor is not None:
-            self._decryptor.close()
+        if self._body is not None:
+            self._body.close()
 
     def _drain(self) -> None:
         if self._pending is not None:
@@ -259,67 +244,23 @@ class BatchParser:
 
     def _start_body(self, header: Header) -> None:
         """Set up the framing (and decryption, if records are decoded) of a `/2` body."""
-        if self._decoder is not None:
-            keys = self._decryption_keys or DecryptionKeys()
-            held = [key_id for key_id in header.recipients or () if key_id in keys]
-            if held:
-                self._decryptor = BodyDecryptor([keys[key_id] for key_id in held])
-            else:
-                self._deferred = BatchRejected(
-                    RejectReason.UNKNOWN_RECIPIENT_KEY,
-                    f"encrypted to keys {list(header.recipients or ())!r}, none of which "
-                    f"this reader holds (it holds {sorted(keys)!r})",
-                )
-        decryptor = self._decryptor
-        self._body = BodyFraming(
-            self._hasher.update, decryptor.feed if decryptor is not None else None
+        keys = (self._decryption_keys or DecryptionKeys()) if self._decoder is not None else None
+        self._body = EncryptedBody(
+            header.recipients or (), self._hasher.update, keys, self._max_line
         )
 
     def _feed_body(self, data: bytes) -> None:
         assert self._body is not None
-        if data:
-            self._body.feed(data)
-        self._take_plaintext()
+        if (lines := self._body.feed(data)) is not None:
+            self._work.append(lines)
 
-    def _take_plaintext(self) -> None:
-        """Frame the plaintext decrypted so far: complete record lines go to `_work`."""
-        if self._decryptor is None:
-            return
-        pieces = list(self._decryptor.ready())  # many small pieces: one join, one split
-        if not pieces:
-            return
-        data = b"".join([self._plain_tail, *pieces])
-        if len(data) > self._max_line:
-            self._check_plain_line_lengths(data)
-        last = data.rfind(NEWLINE)
-        if last < 0:
-            self._plain_tail = data
-            return
-        self._work.append(_Lines(self._plain_lines + 2, data, 0, last + 1))
-        self._plain_lines += data.count(NEWLINE, 0, last + 1)
-        self._plain_tail = data[last + 1 :]
-
-    def _check_plain_line_lengths(self, data: bytes) -> None:
-        start, line = 0, self._plain_lines + 2
-        while start < len(data):
-            end = data.find(NEWLINE, start)
-            if (len(data) if end < 0 else end) - start > self._max_line:
-                raise BatchRejected(
-                    RejectReason.LINE_TOO_LONG,
-                    f"a record is longer than {self._max_line} bytes",
-                    line=line,
-                )
-            if end < 0:
-                return
-            start, line = end + 1, line + 1
-
-    def _take_work(self) -> list[_Lines]:
+    def _take_work(self) -> list[Lines]:
         work, self._work = self._work, []
         return work
 
     def _end_encrypted(self) -> None:
         assert self._body is not None
-        trailer = self.trailer = self._parse_trailer(self._body.finish(), line_no=None)
+        trailer = self.trailer = self._parse_trailer(self._body.trailer_line(), line_no=None)
         digest = self._hasher.digest()
         if trailer.sha256 != digest.hex():
             raise BatchRejected(
@@ -328,27 +269,17 @@ class BatchParser:
             )
         if self._keys is not None:
             self._check_signature(trailer, digest)
-        if self._deferred is not None:
-            raise self._deferred
-        if self._decryptor is not None:
-            rejection = self._decryptor.finish()
-            if rejection is not None:
-                raise rejection
-            self._take_plaintext()
-            if self._plain_tail:
-                raise BatchRejected(
-                    RejectReason.INVALID_JSON,
-                    "the last record line does not end with a newline",
-                    line=self._plain_lines + 2,
-                )
+        if (lines := self._body.end()) is not None:
+            self._work.append(lines)
 
     def _finish_encrypted(self) -> VerifiedBatch:
         assert self.header is not None
         assert self.trailer is not None
+        assert self._body is not None
         trailer = self.trailer
         record_count = trailer.record_count
-        if self._decryptor is not None:
-            record_count = self._plain_lines
+        if self._body.decrypting:
+            record_count = self._body.record_lines
             if trailer.record_count != record_count:
                 raise BatchRejected(
                     RejectReason.RECORD_COUNT_MISMATCH,
@@ -389,7 +320,7 @@ class BatchParser:
         self._hasher.update(line)
         self._lines += 1
         if self._decoder is not None:
-            self._work.append(_Lines(self._lines, line, 0, len(line)))
+            self._work.append(Lines(self._lines, line, 0, len(line)))
         elif line == NEWLINE:
             raise BatchRejected(RejectReason.INVALID_JSON, "empty line", line=self._lines)
 
@@ -399,58 +330,32 @@ class BatchParser:
         first_line = self._lines + 1
         self._lines += piece.count(NEWLINE, start, end)
         if self._decoder is not None:
-            self._work.append(_Lines(first_line, piece, start, end))
+            self._work.append(Lines(first_line, piece, start, end))
             return
         blank = piece.find(b"\n\n", start - 1, end)
         if blank >= 0:
             line = first_line + piece.count(NEWLINE, start, blank + 1)
             raise BatchRejected(RejectReason.INVALID_JSON, "empty line", line=line)
 
-    def _decode(self, work: list[_Lines]) -> Iterator[Any]:
-        """Decode framed lines a slice at a time; the slice is all that is alive at once."""
+    def _decode(self, work: list[Lines]) -> Iterator[Any]:
         assert self._decoder is not None
-        decode_lines = self._decoder.decode_lines
         try:
-            for lines in work:
-                data, line_no = lines.data, lines.first_line
-                view = memoryview(data)
-                position = lines.start
-                while position < lines.end:
-                    stop = _slice_end(data, position, lines.end)
-                    count = data.count(NEWLINE, position, stop)
-                    try:
-                        decoded = decode_lines(view[position:stop])
-                    except _decode_errors:
-                        decoded = []
-                    if len(decoded) != count:  # a bad line, or a blank one decode_lines skips
-                        raise self._locate_bad_line(data[position:stop], line_no)
-                    yield from decoded
-                    line_no += count
-                    position = stop
+            yield from decode_lines(self._decoder, work)
         except BaseException:
             self.close()
             raise
 
-    def _locate_bad_line(self, data: bytes, first_line: int) -> BatchRejected:
-        assert self._decoder is not None
-        for offset, line in enumerate(data.split(NEWLINE)[:-1]):
-            try:
-                self._decoder.decode(line)
-            except _decode_errors:
-                return _classify(line, self._decoder, first_line + offset)
-        raise AssertionError("decode_lines failed but every line decodes")  # pragma: no cover
-
     def _parse_header(self, line: bytes) -> None:
         try:
             header = _header_decoder.decode(line)
-        except _decode_errors as exc:
+        except DECODE_ERRORS as exc:
             try:
                 fmt = _probe_decoder.decode(line).format
-            except _decode_errors:
+            except DECODE_ERRORS:
                 fmt = FORMAT
             if fmt not in FORMATS:
                 raise _unsupported(fmt) from None
-            raise BatchRejected(RejectReason.HEADER_INVALID, _why(exc), line=1) from None
+            raise BatchRejected(RejectReason.HEADER_INVALID, error_text(exc), line=1) from None
         if header.format not in FORMATS:
             raise _unsupported(header.format)
         if header.encrypted == (header.recipients is msgspec.UNSET):
@@ -492,13 +397,15 @@ class BatchParser:
     def _parse_trailer(self, line: bytes, *, line_no: int | None) -> Trailer:
         try:
             return _trailer_decoder.decode(line).trailer
-        except _decode_errors as exc:
+        except DECODE_ERRORS as exc:
             try:
                 looks_like_trailer = "trailer" in _untyped.decode(line)
-            except (*_decode_errors, TypeError):
+            except (*DECODE_ERRORS, TypeError):
                 looks_like_trailer = False
             if looks_like_trailer:
-                raise BatchRejected(RejectReason.TRAILER_INVALID, _why(exc), line=line_no) from None
+                raise BatchRejected(
+                    RejectReason.TRAILER_INVALID, error_text(exc), line=line_no
+                ) from None
             raise BatchRejected(
                 RejectReason.TRAILER_MISSING,
                 "the last line is not a trailer: the file was cut short",
@@ -525,42 +432,9 @@ class BatchParser:
         )
 
 
-def _slice_end(data: bytes, start: int, end: int) -> int:
-    """End of the next decoding slice: about DECODE_SLICE_BYTES, on a line boundary."""
-    stop = data.rfind(NEWLINE, start, min(start + DECODE_SLICE_BYTES, end)) + 1
-    if stop > start:
-        return stop
-    return data.find(NEWLINE, start, end) + 1  # one line longer than a slice
-
-
-def _classify(line: bytes, decoder: msgspec.json.Decoder[Any], line_no: int) -> BatchRejected:
-    """Tell why one line does not decode: bad UTF-8, bad JSON, or not a valid record."""
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return BatchRejected(
-            RejectReason.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}", line=line_no
-        )
-    if line.strip() == b"":
-        return BatchRejected(RejectReason.INVALID_JSON, "empty line", line=line_no)
-    try:
-        _untyped.decode(line)
-    except msgspec.DecodeError as exc:
-        return BatchRejected(RejectReason.INVALID_JSON, _why(exc), line=line_no)
-    try:
-        decoder.decode(line)
-    except msgspec.DecodeError as exc:
-        return BatchRejected(RejectReason.RECORD_INVALID, _why(exc), line=line_no)
-    raise AssertionError("line decodes after all")  # pragma: no cover
-
-
 def _unsupported(fmt: str) -> BatchRejected:
     return BatchRejected(
         RejectReason.UNSUPPORTED_FORMAT,
         f"format {fmt[:40]!r} is not {FORMAT!r} or {FORMAT_ENCRYPTED!r}",
         line=1,
     )
-
-
-def _why(exc: Exception) -> str:
-    return str(exc)[:300]

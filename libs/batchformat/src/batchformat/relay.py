@@ -16,7 +16,8 @@ relay's check is the parser's own there; no decryption key is needed.
 from __future__ import annotations
 
 from batchformat.keys import TrustedKeys
-from batchformat.parser import NEWLINE, NO_EXPECTATIONS, BatchParser, Expectations
+from batchformat.lines import NEWLINE
+from batchformat.parser import NO_EXPECTATIONS, BatchParser, Expectations
 
 
 class RelayParser(BatchParser):
