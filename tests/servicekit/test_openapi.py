@@ -350,3 +350,27 @@ def test_swagger_ui_renders_in_a_browser_under_the_policy(served_demo: str) -> N
     assert docs_app.TITLE in rendered
     for path in ("/notes", "/notes/{note_id}", "/admin/notes/{note_id}", "/login"):
         assert f'data-path="{path}"' in rendered, path
+
+
+def test_an_app_asking_for_api_docs_without_the_web_extra_refuses_to_start_and_names_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The transfer agent installs plain servicekit: Swagger UI's assets are servicekit[web].
+    from litestar import Litestar
+    from litestar.openapi import OpenAPIConfig
+
+    from servicekit import openapi
+    from servicekit.plugin import ServiceKitConfig, ServiceKitPlugin
+
+    monkeypatch.setitem(sys.modules, "swagger_ui_bundle", None)  # as if not installed
+    openapi._assets.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match=r"install servicekit\[web\]"):
+            Litestar(
+                plugins=[ServiceKitPlugin(ServiceKitConfig(service="docs"))],
+                openapi_config=OpenAPIConfig(title="docs", version="1"),
+            )
+        # Without API docs (the agent's app) nothing asks for the package.
+        Litestar(plugins=[ServiceKitPlugin(ServiceKitConfig(service="agent"))], openapi_config=None)
+    finally:
+        openapi._assets.cache_clear()

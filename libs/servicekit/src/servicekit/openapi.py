@@ -18,12 +18,14 @@
   package, through the app itself (nothing from a CDN: it works on an air-gapped network
   and runs no third-party script from elsewhere), under a Content-Security-Policy that
   allows this origin's scripts and styles only: the start-up script is a served file, not
-  inline.
+  inline. The package is servicekit's `web` extra: a process with no API docs (the transfer
+  agent) does not carry it, and an app that asks for them without it fails at start.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,7 +45,6 @@ from litestar.params import ParameterKwarg, PathParameter
 from litestar.response import File
 from litestar.routes import BaseRoute, HTTPRoute
 from litestar.typing import FieldDefinition
-from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from servicekit.errors import ErrorBody
 from servicekit.middleware import METRICS_EXCLUDE_OPT_KEY, NO_CREDENTIAL_OPT
@@ -188,6 +189,7 @@ class ApiDocs:
 
     def amend_config(self, config: OpenAPIConfig) -> OpenAPIConfig:
         """The app's `OpenAPIConfig` with our components, the docs page and its router."""
+        _assets()  # the page's files are installed, or the app does not start
         base_path = config.path or "/schema"
         existing = config.components if isinstance(config.components, list) else [config.components]
         return dataclasses.replace(
@@ -247,19 +249,27 @@ class ForbidUnknownFieldsSchemaPlugin(StructSchemaPlugin):
         return schema
 
 
-# The served files: Swagger UI's own from the package, plus our start-up script.
 _OWN_ASSETS: Final = Path(__file__).parent / "api_docs"
-_SWAGGER_UI: Final = Path(str(swagger_ui_path))
-_ASSETS: Final[Mapping[str, tuple[Path, str]]] = {
-    "swagger-ui.css": (_SWAGGER_UI / "swagger-ui.css", "text/css"),
-    "index.css": (_SWAGGER_UI / "index.css", "text/css"),
-    "swagger-ui-bundle.js": (
-        _SWAGGER_UI / "swagger-ui-bundle.js",
-        "text/javascript",
-    ),
-    "favicon-32x32.png": (_SWAGGER_UI / "favicon-32x32.png", "image/png"),
-    "swagger-init.js": (_OWN_ASSETS / "swagger-init.js", "text/javascript"),
-}
+
+
+@functools.cache
+def _assets() -> Mapping[str, tuple[Path, str]]:
+    """The served files: Swagger UI's own from the package, plus our start-up script."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+    except ImportError:
+        raise RuntimeError(
+            "the API docs page needs swagger-ui-bundle-v2: install servicekit[web]"
+        ) from None
+    swagger_ui = Path(str(swagger_ui_path))
+    return {
+        "swagger-ui.css": (swagger_ui / "swagger-ui.css", "text/css"),
+        "index.css": (swagger_ui / "index.css", "text/css"),
+        "swagger-ui-bundle.js": (swagger_ui / "swagger-ui-bundle.js", "text/javascript"),
+        "favicon-32x32.png": (swagger_ui / "favicon-32x32.png", "image/png"),
+        "swagger-init.js": (_OWN_ASSETS / "swagger-init.js", "text/javascript"),
+    }
+
 
 _PAGE: Final = """<!DOCTYPE html>
 <html lang="en">
@@ -304,7 +314,7 @@ class SwaggerPage(OpenAPIRenderPlugin):
 @get("/assets/{name:str}", include_in_schema=False, sync_to_thread=False)
 def docs_asset(name: Annotated[str, PathParameter(max_length=100)]) -> File:
     """One file of the docs page (a fixed list: nothing else of the package is served)."""
-    found = _ASSETS.get(name)
+    found = _assets().get(name)
     if found is None:
         raise NotFoundException(f"No asset {name!r}.")
     path, media_type = found
