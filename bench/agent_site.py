@@ -21,7 +21,9 @@ import msgspec
 from batchformat import (
     Header,
     PublishedBatch,
+    RecipientKeys,
     SigningKey,
+    generate_encryption_key_pair,
     generate_key_pair,
     load_signing_key,
     write_batch,
@@ -40,6 +42,7 @@ class Site:
 
     root: Path
     key: SigningKey
+    recipients: RecipientKeys  # the receiver's public key, for encrypted batches
     prepared: Path = field(init=False)  # batches wait here until renamed into the source
     source: Path = field(init=False)
     destination: Path = field(init=False)
@@ -53,9 +56,10 @@ class Site:
 
     @classmethod
     def create(cls, root: Path) -> Site:
-        """Make the folders and a signing key pair under root."""
+        """Make the folders, a signing key pair and an encryption key pair under root."""
         private, _ = generate_key_pair(KEY_ID, root / "keys")
-        site = cls(root, load_signing_key(private))
+        _, recipient = generate_encryption_key_pair("response-net-1", root / "keys")
+        site = cls(root, load_signing_key(private), RecipientKeys.from_files([recipient]))
         for folder in (site.prepared, site.source, site.destination, site.copies):
             folder.mkdir(parents=True)
         return site
@@ -74,8 +78,10 @@ class Site:
         )
         return path
 
-    def batch(self, records: Iterator[dict[str, Any]]) -> PublishedBatch:
-        """Publish a signed batch into the prepared folder."""
+    def batch(
+        self, records: Iterator[dict[str, Any]], *, encrypted: bool = False
+    ) -> PublishedBatch:
+        """Publish a signed batch into the prepared folder, its records in clear or encrypted."""
         header = Header(
             batch_id=uuid.uuid4(),
             source="request-net",
@@ -83,7 +89,8 @@ class Site:
             seq=next(self._seq),
             created_at=datetime.now(UTC),
         )
-        return write_batch(self.prepared, header, records, self.key)
+        to = self.recipients if encrypted else None
+        return write_batch(self.prepared, header, records, self.key, encrypt_to=to)
 
 
 def requests(count: int) -> Iterator[dict[str, Any]]:
