@@ -28,7 +28,7 @@ def resign(data: bytes, key: SigningKey, body: bytes) -> bytes:
 
 def test_a_batch_of_several_copy_chunks_arrives_byte_for_byte(site: Site) -> None:
     """Lines cross the chunk boundaries; the copy is the batch, and it verifies."""
-    batch = site.batch(600, pad=20_000)  # about 12 MB: three 4 MiB chunks
+    batch = site.batch(600, pad=20_000)  # about 12 MB: many copy chunks
     assert batch.stat().st_size > 2 * COPY_CHUNK_BYTES
     original = batch.read_bytes()
     result = RouteDelivery(route(site), site.trusted).deliver(claim(site, batch), NEVER)

@@ -43,7 +43,7 @@ class BodyFraming:
         if len(data) >= TRAILER_WINDOW:
             if self._window:
                 self._commit(bytes(self._window))
-            # A view, not a copy: the transfer agent hashes 4 MiB pieces of big batches, and
+            # A view, not a copy: the transfer agent hashes MiB pieces of big batches, and
             # a copy of each, queued for hashing, cost it memory and time.
             self._commit(memoryview(data)[:-TRAILER_WINDOW])
             self._window = bytearray(data[-TRAILER_WINDOW:])
