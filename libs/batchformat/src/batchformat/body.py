@@ -15,10 +15,9 @@ from typing import Final
 
 from batchformat.crypt import BodyDecryptor, DecryptionKeys
 from batchformat.errors import BatchRejected, RejectReason
-from batchformat.lines import Lines
+from batchformat.lines import NEWLINE, Lines
 
 TRAILER_WINDOW: Final = 64 * 1024  # far above any trailer line (a few hundred bytes)
-NEWLINE: Final = b"\n"
 
 
 class BodyFraming:

@@ -213,6 +213,9 @@ class _CallbackOutput(io.BufferedIOBase):
         self._gathered = bytearray()
 
     def write(self, data: bytes) -> int:  # type: ignore[override]
+        if not self._gathered and len(data) >= self._piece_bytes:
+            self._sink(bytes(data))  # big enough as it is (every chunk, when decrypting)
+            return len(data)
         self._gathered += data
         if len(self._gathered) >= self._piece_bytes:
             self.hand_on()
