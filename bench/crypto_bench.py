@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -41,11 +43,12 @@ def child_write(folder: str, mode: str) -> None:
         batch_id=uuid.UUID(int=1), source="request-net", destination="response-net", seq=1,
         created_at=datetime.now(UTC),
     )  # fmt: skip
+    watch = _AgeChildWatch()
     started = time.perf_counter()
     with BatchWriter(out, header, key, encrypt_to=to) as writer:
         writer.write_many(_records(BATCH_BYTES))
     published = writer.publish()
-    _print(started, path=str(published.path), size_bytes=published.size_bytes)
+    _print(started, watch, path=str(published.path), size_bytes=published.size_bytes)
 
 
 def child_check(path: str, mode: str) -> None:
@@ -55,6 +58,7 @@ def child_check(path: str, mode: str) -> None:
     work = Path(path).parent.parent
     trusted = TrustedKeys.from_files([work / "bench.pub"])
     keys = DecryptionKeys.from_files([work / "bench.agekey"])
+    watch = _AgeChildWatch()
     started = time.perf_counter()
     reader = BatchReader(
         Path(path), trusted, BenchRecord, decode_records=(mode == "import"), decryption_keys=keys
@@ -62,7 +66,7 @@ def child_check(path: str, mode: str) -> None:
     for _ in reader.records():
         pass
     assert reader.result is not None
-    _print(started, records=reader.result.record_count)
+    _print(started, watch, records=reader.result.record_count)
 
 
 def child_cipher(path: str, mode: str) -> None:
@@ -94,7 +98,7 @@ def child_cipher(path: str, mode: str) -> None:
             body = _Slice(file, size - len(header) - len(trailer) - 2)
             keys = list(DecryptionKeys.from_files([work / "bench.agekey"]).values())
             pyrage.decrypt_io(cast(Any, body), cast(Any, Null()), keys)
-    _print(started)
+    _print(started, None)
 
 
 class _Slice:
@@ -110,9 +114,59 @@ class _Slice:
         return data
 
 
-def _print(started: float, **fields: Any) -> None:
+class _AgeChildWatch(threading.Thread):
+    """The peak RSS of this process's age child process (its VmHWM, read every 50 ms)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_mb = 0.0
+        self._stop_event = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        child: Path | None = None
+        while not self._stop_event.wait(0.05):  # little work beside the measured one
+            child = child or self._find()
+            try:
+                status = (child / "status").read_text() if child is not None else ""
+            except OSError:
+                child = None  # it ended: a later stream may start another
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+
+    @staticmethod
+    def _find() -> Path | None:
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                stat = (proc / "stat").read_text()
+                if int(stat.rpartition(")")[2].split()[1]) != os.getpid():
+                    continue
+                if b"_agechild.py" in (proc / "cmdline").read_bytes():
+                    return proc
+            except (OSError, ValueError, IndexError):
+                continue  # it ended meanwhile
+        return None
+
+    def stop(self) -> float:
+        self._stop_event.set()
+        self.join()
+        return self.peak_mb
+
+
+def _print(started: float, watch: _AgeChildWatch | None, **fields: Any) -> None:
+    """The figures of one operation, its age child process's included (big bodies have one)."""
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": own_peak_rss_mb(), **fields}))
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    print(json.dumps({
+        "seconds": seconds, "peak_rss_mb": own_peak_rss_mb(),
+        "age_child_rss_mb": watch.stop() if watch is not None else 0.0,
+        "cpu_seconds": own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime,
+        **fields,
+    }))  # fmt: skip
 
 
 def _child(op: str, *args: str) -> list[str]:
@@ -155,12 +209,18 @@ def _report(size: int, sealed_size: int, rounds: list[dict[str, Measurement]]) -
     rows = []
     for name in names:
         seconds = median([r[name].seconds for r in rounds])
+        cpu = median([float(r[name].output.get("cpu_seconds", 0.0)) for r in rounds])
         rss = max(r[name].peak_rss_mb for r in rounds)
+        child = max(float(r[name].output.get("age_child_rss_mb", 0.0)) for r in rounds)
         figures[name] = {
             "seconds_median": round(seconds, 3), "mb_per_s": mb_per_s(size, seconds),
-            "peak_rss_mb": round(rss, 1),
+            "cpu_seconds_median": round(cpu, 3), "peak_rss_mb": round(rss + child, 1),
+            "own_rss_mb": round(rss, 1), "age_child_rss_mb": round(child, 1),
         }  # fmt: skip
-        rows.append(f"| {name} | {seconds:.2f} | {mb_per_s(size, seconds)} | {rss:.1f} |")
+        rows.append(
+            f"| {name} | {seconds:.2f} | {mb_per_s(size, seconds)} | {cpu:.2f} "
+            f"| {rss:.1f} | {child:.1f} |"
+        )
 
     def ratio(plain: str, sealed: str) -> float:
         return round(median([r[plain].seconds / r[sealed].seconds for r in rounds]), 3)
@@ -195,13 +255,17 @@ def _report(size: int, sealed_size: int, rounds: list[dict[str, Measurement]]) -
         "MB/s are of the plain size for every row. Reproduce: `uv run python -m bench crypto` "
         "(`BENCH_BATCH_BYTES`, `BENCH_REPEAT`).",
         "",
-        "| operation | seconds | MB/s | peak RSS MB |",
-        "|---|---|---|---|",
+        "| operation | seconds | MB/s | CPU seconds | peak RSS MB | age process peak RSS MB |",
+        "|---|---|---|---|---|---|",
         *rows,
         "",
-        "- `write_*`: BatchWriter (encrypting through pyrage for `encrypted`), hash, sign, fsync.",
+        "- `write_*`: BatchWriter (encrypting through pyrage for `encrypted`: in a child "
+        "process, as for any body of 8 MiB or more), hash, sign, fsync.",
         "- `agent_*`: framing, SHA-256, Ed25519, no decryption key (the transfer agent's check).",
-        "- `import_*`: the receiver's verification, decrypting and decoding every record.",
+        "- `import_*`: the receiver's verification, decrypting (in a child process) and "
+        "decoding every record.",
+        "- CPU seconds: user and system time of the operation's process and its age child "
+        "together; peak RSS: each process's own (the targets count their sum).",
         "- `cipher_encrypt`: pyrage encrypting the plain file's bytes alone; `cipher_decrypt`: "
         "pyrage decrypting the encrypted body alone.",
         "",

@@ -17,12 +17,14 @@ from batchformat import (
     BatchParser,
     BatchReader,
     BatchRejected,
+    BatchWriter,
     DecryptionKeys,
     KeyFileError,
     RecipientKeys,
     RejectReason,
     SigningKey,
     TrustedKeys,
+    agestream,
     generate_encryption_key_pair,
     same_batch,
     write_batch,
@@ -31,6 +33,27 @@ from servicekit.testing import need_tool
 from tests.batchformat.conftest import Echo, TestRecord, echo_records, make_header
 
 AGE_CHUNK = 64 * 1024 + 16  # a full age payload chunk: 64 KiB of plaintext and its tag
+
+
+@pytest.fixture(autouse=True, params=["in-process", "age-child"])
+def cipher_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs both ways: small bodies in process, big ones through a child process."""
+    if request.param == "age-child":
+        monkeypatch.setattr(agestream, "CHILD_MIN_BYTES", 0)
+    return str(request.param)
+
+
+def age_children() -> list[int]:
+    """Our child processes that run batchformat's age stream."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
+            if parent == os.getpid() and b"_agechild.py" in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue  # it ended meanwhile
+    return pids
 
 
 @pytest.fixture(scope="module")
@@ -310,3 +333,38 @@ def test_two_renderings_of_one_encrypted_batch_are_the_same_batch(
     assert not same_batch(forged.path, first.path, trusted)
     other = write_batch(tmp_path / "d", header, echo_records(51), signing_key, encrypt_to=both)
     assert not same_batch(other.path, first.path, trusted)
+
+
+def test_the_age_child_gets_the_identity_only_through_its_pipe(
+    tmp_path: Path, signing_key: SigningKey, trusted: TrustedKeys, cipher_path: str,
+    recipients: RecipientKeys, identities: DecryptionKeys, age_keys: Path,
+) -> None:  # fmt: skip
+    if cipher_path != "age-child":
+        return  # only the child path has a process to look at
+    secret = (age_keys / "response-net-enc-1.agekey").read_text().splitlines()[-1].encode()
+    path = encrypted(tmp_path, signing_key, recipients, count=20000)
+    parser = BatchParser(trusted, TestRecord, decryption_keys=identities)
+    data = path.read_bytes()
+    records = list(parser.feed(data[: len(data) // 2]))  # the child waits for the rest
+    (child,) = age_children()
+    for what in ("cmdline", "environ"):
+        assert secret not in Path(f"/proc/{child}/{what}").read_bytes()
+    records += parser.feed(data[len(data) // 2 :])
+    records += parser.end()
+    assert parser.finish().record_count == len(records) == 20000
+
+
+def test_an_abandoned_stream_leaves_no_age_process(
+    tmp_path: Path, signing_key: SigningKey, trusted: TrustedKeys, cipher_path: str,
+    recipients: RecipientKeys, identities: DecryptionKeys,
+) -> None:  # fmt: skip
+    path = encrypted(tmp_path / "whole", signing_key, recipients, count=20000)
+    parser = BatchParser(trusted, TestRecord, decryption_keys=identities)
+    data = path.read_bytes()
+    list(parser.feed(data[: len(data) // 2]))
+    parser.close()  # a reader that gives up half way
+    writer = BatchWriter(tmp_path, make_header(), signing_key, encrypt_to=recipients)
+    writer.write_many(echo_records(20000))
+    writer.abort()  # what leaving its block with an exception does
+    assert age_children() == []
+    assert list(tmp_path.iterdir()) == [tmp_path / "whole"]  # no partial file either

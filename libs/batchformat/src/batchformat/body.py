@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from batchformat.crypt import BodyDecryptor, DecryptionKeys
+from batchformat.agestream import BodyDecryptor
+from batchformat.crypt import DecryptionKeys
 from batchformat.errors import BatchRejected, RejectReason
 from batchformat.lines import NEWLINE, Lines
 
@@ -30,7 +31,7 @@ class BodyFraming:
     def __init__(
         self,
         on_hashed: Callable[[bytes | memoryview], None],
-        on_ciphertext: Callable[[bytes], None] | None,
+        on_ciphertext: Callable[[bytes | memoryview], None] | None,
     ) -> None:
         self._on_hashed = on_hashed
         self._on_ciphertext = on_ciphertext
@@ -75,7 +76,7 @@ class BodyFraming:
         if data:
             self._on_hashed(data)
             if self._on_ciphertext is not None:
-                self._on_ciphertext(bytes(data))  # pyrage reads bytes
+                self._on_ciphertext(data)
             self.body_bytes += len(data)
 
 
@@ -148,7 +149,7 @@ class EncryptedBody:
         return lines
 
     def close(self) -> None:
-        """Stop the decryption's helper thread (for a parser abandoned early)."""
+        """Stop the decryption's child process (for a parser abandoned early)."""
         if self._decryptor is not None:
             self._decryptor.close()
 

@@ -1,9 +1,8 @@
-"""Encrypted batch bodies: the age format (X25519 recipients, chunked ChaCha20-Poly1305).
+"""Keys of encrypted batch bodies: the age format (X25519 recipients, chunked ChaCha20-Poly1305).
 
-The work is done by pyrage, the binding of the reference Rust implementation of age; the
-`age` command decrypts the same bytes (docs/batch-format.md gives the recipe). pyrage pulls
-its input from a file-like object, while batches are pushed a piece at a time, so each
-stream runs in a helper thread between two small queues: memory stays at a few pieces.
+The cipher is pyrage, the binding of the reference Rust implementation of age, driven by
+batchformat.agestream; the `age` command decrypts the same bytes (docs/batch-format.md
+gives the recipe).
 
 Keys are files named after their key id: `ID.agekey` (the identity, `AGE-SECRET-KEY-1…`,
 mode 600, the format `age-keygen` writes) and `ID.agepub` (the recipient, `age1…`).
@@ -11,10 +10,7 @@ mode 600, the format `age-keygen` writes) and `ID.agepub` (the recipient, `age1�
 
 from __future__ import annotations
 
-import io
-import queue
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -27,14 +23,6 @@ from batchformat.keys import check_key_id, read_key_file, write_new_file
 
 IDENTITY_SUFFIX: Final = ".agekey"
 RECIPIENT_SUFFIX: Final = ".agepub"
-MAX_PENDING: Final = 4  # pieces queued for a helper thread
-# pyrage writes one 64 KiB age chunk at a time; the encryptor hands the ciphertext on in
-# pieces of this size, so the writer's hashing and writing take the GIL once per MiB, not
-# per chunk, and its large pieces are hashed on a thread of their own (batchformat.digest).
-# Measured on 256 MiB: 2.9 s -> 2.4 s. (The decryptor hands each chunk on as it comes: its
-# reader decodes records while the next chunks decrypt.)
-CIPHERTEXT_PIECE_BYTES: Final = 1 << 20
-_END: Final = None
 
 
 class RecipientKeys(Mapping[str, x25519.Recipient]):
@@ -171,165 +159,18 @@ def _key_id_of(path: Path, suffix: str) -> str:
     return check_key_id(path.name[: -len(suffix)])
 
 
-class _QueueInput(io.BufferedIOBase):
-    """A file-like object pyrage reads from, fed by another thread through a queue."""
+def classify_decrypt_error(kind: str, text: str) -> BatchRejected:
+    """The reason code for what age reported: `kind` "os" for an OSError, else "age".
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.pieces: queue.Queue[bytes | None] = queue.Queue(MAX_PENDING)
-        self._piece = b""
-        self._offset = 0
-        self._ended = False
-
-    def read(self, size: int | None = -1) -> bytes:
-        while self._offset >= len(self._piece):
-            if self._ended:
-                return b""
-            piece = self.pieces.get()
-            if piece is _END:
-                self._ended = True
-                return b""
-            self._piece, self._offset = piece, 0
-        if size is None or size < 0:
-            size = len(self._piece)
-        start = self._offset
-        self._offset = min(start + size, len(self._piece))
-        return self._piece[start : self._offset]
-
-    def drain(self) -> None:
-        """Consume what is still queued, so the feeding thread never blocks."""
-        while not self._ended:
-            if self.pieces.get() is _END:
-                self._ended = True
-
-
-class _CallbackOutput(io.BufferedIOBase):
-    """A file-like object pyrage writes to: pieces of at least `piece_bytes` go to a callback."""
-
-    def __init__(self, sink: Callable[[bytes], None], piece_bytes: int) -> None:
-        super().__init__()
-        self._sink = sink
-        self._piece_bytes = piece_bytes
-        self._gathered = bytearray()
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        if not self._gathered and len(data) >= self._piece_bytes:
-            self._sink(bytes(data))  # big enough as it is (every chunk, when decrypting)
-            return len(data)
-        self._gathered += data
-        if len(self._gathered) >= self._piece_bytes:
-            self.hand_on()
-        return len(data)
-
-    def flush(self) -> None:
-        pass  # pieces are handed on by size, and the last one when the stream ended well
-
-    def hand_on(self) -> None:
-        """Pass what was gathered to the callback."""
-        if self._gathered:
-            piece, self._gathered = bytes(self._gathered), bytearray()
-            self._sink(piece)
-
-
-class _Pipeline:
-    """One pyrage stream in a helper thread: `feed` input pieces, `finish` to end it."""
-
-    def __init__(
-        self,
-        run: Callable[[_QueueInput, _CallbackOutput], object],
-        sink: Callable[[bytes], None],
-        piece_bytes: int = 0,
-    ) -> None:
-        self._input = _QueueInput()
-        self._output = _CallbackOutput(sink, piece_bytes)
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(run,), name="batch-age", daemon=True
-        )
-        self._thread.start()
-
-    def feed(self, data: bytes) -> None:
-        if data:
-            self._input.pieces.put(data)
-
-    def finish(self) -> BaseException | None:
-        """End the input, wait for the thread; the error the stream raised, if any."""
-        if self._thread.is_alive() or not self._thread.ident:
-            self._input.pieces.put(_END)
-            self._thread.join()
-        return self.error
-
-    def _run(self, run: Callable[[_QueueInput, _CallbackOutput], object]) -> None:
-        try:
-            run(self._input, self._output)
-            self._output.hand_on()  # only a stream that ended well gives its last piece
-        except BaseException as exc:  # reported by finish, in the caller's thread
-            self.error = exc
-        finally:
-            self._input.drain()
-
-
-class BodyEncryptor:
-    """Encrypt pushed plaintext to recipients; ciphertext goes to `sink` in pieces, in order."""
-
-    def __init__(self, recipients: RecipientKeys, sink: Callable[[bytes], None]) -> None:
-        if not recipients:
-            raise ValueError("encrypting needs at least one recipient key")
-        targets = list(recipients.values())
-        self._pipeline = _Pipeline(
-            lambda i, o: pyrage.encrypt_io(i, o, targets), sink, CIPHERTEXT_PIECE_BYTES
-        )
-
-    def feed(self, plaintext: bytes) -> None:
-        """Encrypt the next plaintext bytes (they must not change afterwards)."""
-        self._pipeline.feed(plaintext)
-
-    def finish(self) -> None:
-        """Write the last chunk; raise if encryption failed."""
-        error = self._pipeline.finish()
-        if error is not None:
-            raise RuntimeError(f"age encryption failed: {error}") from error
-
-
-class BodyDecryptor:
-    """Decrypt pushed ciphertext with the receiver's identities; plaintext comes out in order."""
-
-    def __init__(self, identities: list[x25519.Identity]) -> None:
-        self._out: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-        self._pipeline = _Pipeline(lambda i, o: pyrage.decrypt_io(i, o, identities), self._out.put)
-
-    def feed(self, ciphertext: bytes) -> None:
-        """The next ciphertext bytes (they must not change afterwards)."""
-        self._pipeline.feed(ciphertext)
-
-    def ready(self) -> Iterator[bytes]:
-        """Plaintext decrypted so far and not yet taken."""
-        while True:
-            try:
-                yield self._out.get_nowait()
-            except queue.Empty:
-                return
-
-    def finish(self) -> BatchRejected | None:
-        """End the stream; the rejection its failure means, if it failed."""
-        error = self._pipeline.finish()
-        return None if error is None else classify_decrypt_error(error)
-
-    def close(self) -> None:
-        """Stop the helper thread of an abandoned stream."""
-        self._pipeline.finish()
-
-
-def classify_decrypt_error(error: BaseException) -> BatchRejected:
-    """The reason code for what age reported (never the key, never the plaintext)."""
-    text = str(error)
+    Never the key, never the plaintext: age's messages hold neither.
+    """
     if "No matching keys" in text:
         return BatchRejected(
             RejectReason.WRONG_RECIPIENT,
             "the body does not decrypt with the key its header names: "
             "it was encrypted to another key under that id",
         )
-    if isinstance(error, OSError) and "decryption error" not in text.lower():
+    if kind == "os" and "decryption error" not in text.lower():
         return BatchRejected(RejectReason.CIPHERTEXT_TRUNCATED, "the encrypted body ends early")
     return BatchRejected(
         RejectReason.CIPHERTEXT_INVALID,

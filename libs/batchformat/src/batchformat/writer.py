@@ -12,7 +12,8 @@ from typing import Any, Self
 
 import msgspec
 
-from batchformat.crypt import BodyEncryptor, RecipientKeys
+from batchformat.agestream import BodyEncryptor
+from batchformat.crypt import RecipientKeys
 from batchformat.digest import StreamingSha256
 from batchformat.fsops import fsync_dir, open_part_file, write_all
 from batchformat.keys import SigningKey
@@ -73,11 +74,9 @@ class BatchWriter:
         self._count = 0
         self._published: PublishedBatch | None = None
         self._encryptor: BodyEncryptor | None = None
-        self._content: StreamingSha256 | None = None
         self._append(_encoder.encode(header))
         if encrypt_to is not None:
             self._flush()  # the header in clear; what follows goes through the cipher
-            self._content = StreamingSha256()
             self._encryptor = BodyEncryptor(encrypt_to, self._write_hashed)
 
     def write(self, record: Any) -> None:
@@ -103,11 +102,12 @@ class BatchWriter:
         if self._published is not None:
             return self._published
         self._flush()
+        content = ""
         if self._encryptor is not None:
-            self._encryptor.finish()
+            content = self._encryptor.finish()  # the digest of the record lines in clear
             self._write_hashed(b"\n")  # ends the binary body: the trailer is the last line
         digest = self._hasher.digest()
-        content = self._content.digest().hex() if self._content is not None else digest.hex()
+        content = content or digest.hex()
         trailer = Trailer(
             record_count=self._count,
             sha256=digest.hex(),
@@ -130,10 +130,8 @@ class BatchWriter:
     def abort(self) -> None:
         """Remove the partial file; the batch never becomes visible."""
         if self._encryptor is not None:
-            self._encryptor.finish()
+            self._encryptor.abandon()
         self._hasher.close()
-        if self._content is not None:
-            self._content.close()
         if self._published is None and not self._file.closed:
             self._part_path.unlink(missing_ok=True)
             self._file.close()
@@ -158,13 +156,10 @@ class BatchWriter:
 
     def _flush(self) -> None:
         if self._buffer:
-            # The hashing (or encrypting) thread reads this buffer while we go on: neither
-            # changes it, and the next records go to a new one.
+            # The hashing thread (or the encryptor) may hold this buffer while we go on:
+            # neither changes it, and the next records go to a new one.
             if self._encryptor is not None:
-                assert self._content is not None
-                plain = bytes(self._buffer)
-                self._content.update(plain)
-                self._encryptor.feed(plain)
+                self._encryptor.feed(memoryview(self._buffer))
             else:
                 self._write_hashed(memoryview(self._buffer))
             self._buffer = bytearray()

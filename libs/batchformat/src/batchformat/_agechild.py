@@ -1,0 +1,62 @@
+"""One age stream in a process of its own, for big bodies (run by batchformat.agestream).
+
+pyrage holds the GIL while it encrypts or decrypts, so in the writer's or reader's own
+process the cipher cannot overlap with encoding or decoding the records; here it runs on
+the other core. This file imports only pyrage and the standard library (it is run by path,
+not as part of the package), so the process starts in about 20 ms.
+
+stdin: the key lines (`age1…` recipients to encrypt, identities to decrypt), an empty line,
+then the input stream. stdout: the output stream. At the end stderr gets one line:
+`ok<TAB>SHA256` on success (encrypting: the SHA-256 of the plaintext, hashed here too so
+that the writer has less to do; decrypting: empty), else `os<TAB>message` or
+`age<TAB>message` and the exit status is 1. Keys never reach argv, the environment or
+stderr.
+"""
+
+import hashlib
+import io
+import sys
+
+import pyrage
+from pyrage import x25519
+
+
+class HashedInput(io.BufferedIOBase):
+    """The plaintext as pyrage reads it, hashed on the way."""
+
+    def __init__(self, source: io.BufferedIOBase) -> None:
+        super().__init__()
+        self._source = source
+        self.hash = hashlib.sha256()
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._source.read(size)
+        self.hash.update(data)
+        return data
+
+
+def main() -> int:
+    source = open(0, "rb", closefd=False)  # noqa: SIM115 (the process's own stdin and stdout)
+    sink = open(1, "wb", closefd=False)  # noqa: SIM115
+    keys = []
+    while line := source.readline().strip():
+        keys.append(line.decode("ascii"))
+    try:
+        digest = ""
+        if sys.argv[1] == "encrypt":
+            plaintext = HashedInput(source)
+            pyrage.encrypt_io(plaintext, sink, [x25519.Recipient.from_str(key) for key in keys])
+            digest = plaintext.hash.hexdigest()
+        else:
+            pyrage.decrypt_io(source, sink, [x25519.Identity.from_str(key) for key in keys])
+        sink.flush()
+    except Exception as exc:  # reported to the parent, which classifies it
+        kind = "os" if isinstance(exc, OSError) else "age"
+        sys.stderr.write(f"{kind}\t{str(exc)[:200]}\n")
+        return 1
+    sys.stderr.write(f"ok\t{digest}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Encrypting and decrypting a batch body as it is pushed, a piece at a time.
+
+pyrage (the binding of the reference Rust age) holds the GIL while it works, so in the
+caller's process the cipher adds its whole time to encoding or decoding the records. A body
+of `CHILD_MIN_BYTES` or more therefore goes through a child process (`_agechild.py`) on the
+other core: this process writes the input to its stdin and reads the output from its stdout
+in the same loop, with no helper thread, so neither blocks the other. Encrypting, the child
+also hashes the plaintext (the writer's `content_sha256`), which leaves the writer only
+encoding records, hashing the ciphertext and writing it. A smaller body is
+gathered and done in one pyrage call at the end, where a process start would cost more than
+it saves. Either way memory stays at a few pieces (and at most `CHILD_MIN_BYTES` gathered).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import os
+import select
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Final
+
+import pyrage
+from pyrage import x25519
+
+from batchformat.crypt import RecipientKeys, classify_decrypt_error
+from batchformat.errors import BatchRejected
+
+CHILD_MIN_BYTES: Final = 8 << 20  # below this, one pyrage call in process at the end
+PIPE_BYTES: Final = 1 << 20  # each pipe's buffer (Linux default limit), and each read
+_CHILD: Final = Path(__file__).with_name("_agechild.py")
+_SETPIPE_SZ: Final = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+class _AgeChild:
+    """One age stream in a child process: `push` input, `end` it; output goes to `sink`."""
+
+    def __init__(
+        self, mode: str, key_lines: Sequence[str], sink: Callable[[bytes | memoryview], None]
+    ) -> None:
+        process = subprocess.Popen(
+            [sys.executable, "-I", str(_CHILD), mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+        )
+        assert process.stdin is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
+        self._process = process
+        self._stdin: IO[bytes] | None = process.stdin
+        self._stdout, self._stderr = process.stdout, process.stderr
+        for pipe in (process.stdin, process.stdout):
+            with contextlib.suppress(OSError):  # a smaller pipe only means more rounds
+                fcntl.fcntl(pipe, _SETPIPE_SZ, PIPE_BYTES)
+            os.set_blocking(pipe.fileno(), False)
+        self._sink = sink
+        self._piece = bytearray(PIPE_BYTES)  # output is handed on in pieces of this size
+        self._filled = 0
+        self._output_ended = False
+        self.push("".join(f"{line}\n" for line in key_lines).encode("ascii") + b"\n")
+
+    def push(self, data: bytes | memoryview) -> None:
+        """Write all of `data` to the child, handing on its output meanwhile."""
+        view = memoryview(data)
+        while view and self._stdin is not None:
+            readable, writable, _ = select.select([self._stdout], [self._stdin], [])
+            if readable:
+                self._read()
+            if writable:
+                try:
+                    view = view[os.write(self._stdin.fileno(), view[:PIPE_BYTES]) :]
+                except BrokenPipeError:  # the child failed: `end` reports why
+                    self._close_input()
+
+    def end(self) -> tuple[str, str]:
+        """Close the input, hand on the rest of the output; the child's `(kind, message)`.
+
+        `kind` is "ok" when the stream ended well (the message holds what it reported).
+        """
+        self._close_input()
+        while not self._output_ended:
+            select.select([self._stdout], [], [])
+            self._read()
+        report = self._stderr.read().decode("utf-8", "replace").strip()
+        status = self._wait()
+        kind, _, message = report.partition("\t")
+        if status == 0 and kind == "ok":
+            return kind, message
+        return (
+            ("age", f"the age process ended with status {status}")
+            if kind == "ok"
+            else (kind, message or f"the age process ended with status {status}")
+        )
+
+    def kill(self) -> None:
+        """Stop the child of an abandoned stream."""
+        self._process.kill()
+        self._close_input()
+        self._output_ended = True
+        self._wait()
+
+    def _read(self) -> None:
+        # The child writes a 64 KiB age chunk at a time; handing on MiB pieces lets the
+        # writer hash them on its hashing thread and write them in few calls.
+        try:
+            count = os.readv(self._stdout.fileno(), [memoryview(self._piece)[self._filled :]])
+        except BlockingIOError:
+            return
+        self._filled += count
+        if count == 0:
+            self._output_ended = True
+            if self._filled:
+                self._sink(memoryview(self._piece)[: self._filled])
+        elif self._filled == len(self._piece):
+            self._sink(memoryview(self._piece))  # never written again: the next is new
+            self._piece, self._filled = bytearray(PIPE_BYTES), 0
+
+    def _close_input(self) -> None:
+        if self._stdin is not None:
+            stdin, self._stdin = self._stdin, None
+            with contextlib.suppress(BrokenPipeError):
+                stdin.close()
+
+    def _wait(self) -> int:
+        self._stdout.close()
+        self._stderr.close()
+        return self._process.wait()
+
+
+class BodyEncryptor:
+    """Encrypt pushed plaintext to recipients; the ciphertext goes to `sink` in order."""
+
+    def __init__(
+        self, recipients: RecipientKeys, sink: Callable[[bytes | memoryview], None]
+    ) -> None:
+        if not recipients:
+            raise ValueError("encrypting needs at least one recipient key")
+        self._recipients = list(recipients.values())
+        self._sink = sink
+        self._gathered: list[bytes | memoryview] = []
+        self._gathered_bytes = 0
+        self._child: _AgeChild | None = None
+
+    def feed(self, plaintext: bytes | memoryview) -> None:
+        """Encrypt the next plaintext bytes (they must not change afterwards)."""
+        if self._child is not None:
+            self._child.push(plaintext)
+            return
+        self._gathered.append(plaintext)
+        self._gathered_bytes += len(plaintext)
+        if self._gathered_bytes >= CHILD_MIN_BYTES:
+            keys = [str(recipient) for recipient in self._recipients]
+            self._child = _AgeChild("encrypt", keys, self._sink)
+            for piece in self._gathered:
+                self._child.push(piece)
+            self._gathered = []
+
+    def finish(self) -> str:
+        """Write the last chunk; the SHA-256 of the plaintext (hex); raise if encryption failed."""
+        if self._child is None:
+            plaintext = b"".join(self._gathered)
+            self._gathered = []
+            self._sink(pyrage.encrypt(plaintext, self._recipients))
+            return hashlib.sha256(plaintext).hexdigest()
+        kind, message = self._child.end()
+        if kind != "ok":
+            raise RuntimeError(f"age encryption failed: {message}")
+        return message
+
+    def abandon(self) -> None:
+        """Stop without finishing (the batch is being thrown away)."""
+        self._gathered = []
+        if self._child is not None:
+            self._child.kill()
+
+
+class BodyDecryptor:
+    """Decrypt pushed ciphertext with the receiver's identities; plaintext comes out in order."""
+
+    def __init__(self, identities: list[x25519.Identity]) -> None:
+        self._identities = identities
+        self._plaintext: list[bytes | memoryview] = []
+        self._gathered: list[bytes | memoryview] = []
+        self._gathered_bytes = 0
+        self._child: _AgeChild | None = None
+
+    def feed(self, ciphertext: bytes | memoryview) -> None:
+        """The next ciphertext bytes (they must not change afterwards)."""
+        if self._child is not None:
+            self._child.push(ciphertext)
+            return
+        self._gathered.append(ciphertext)
+        self._gathered_bytes += len(ciphertext)
+        if self._gathered_bytes >= CHILD_MIN_BYTES:
+            keys = [str(identity) for identity in self._identities]
+            self._child = _AgeChild("decrypt", keys, self._plaintext.append)
+            for piece in self._gathered:
+                self._child.push(piece)
+            self._gathered = []
+
+    def ready(self) -> Iterator[bytes | memoryview]:
+        """Plaintext decrypted so far and not yet taken."""
+        pieces = self._plaintext.copy()
+        self._plaintext.clear()  # the same list: the child's output appends to it
+        return iter(pieces)
+
+    def finish(self) -> BatchRejected | None:
+        """End the stream; the rejection its failure means, if it failed."""
+        if self._child is None:
+            source = io.BytesIO(b"".join(self._gathered))
+            self._gathered = []
+            try:
+                pyrage.decrypt_io(source, _Appender(self._plaintext.append), self._identities)
+            except Exception as exc:  # what age reports, classified
+                return classify_decrypt_error("os" if isinstance(exc, OSError) else "age", str(exc))
+            return None
+        kind, message = self._child.end()
+        return None if kind == "ok" else classify_decrypt_error(kind, message)
+
+    def close(self) -> None:
+        """Stop the child of an abandoned stream."""
+        self._gathered = []
+        if self._child is not None:
+            self._child.kill()
+
+
+class _Appender(io.BufferedIOBase):
+    """The file-like object pyrage writes decrypted chunks to, in process."""
+
+    def __init__(self, append: Callable[[bytes | memoryview], None]) -> None:
+        super().__init__()
+        self._append = append
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self._append(bytes(data))  # pyrage reuses its buffer
+        return len(data)
