@@ -222,8 +222,12 @@ def _report(size: int, sealed_size: int, rounds: list[dict[str, Measurement]]) -
             f"| {rss:.1f} | {child:.1f} |"
         )
 
+    spread: dict[str, tuple[float, float]] = {}
+
     def ratio(plain: str, sealed: str) -> float:
-        return round(median([r[plain].seconds / r[sealed].seconds for r in rounds]), 3)
+        per_round = [r[plain].seconds / r[sealed].seconds for r in rounds]
+        spread[f"{sealed}_vs_{plain}"] = (round(min(per_round), 2), round(max(per_round), 2))
+        return round(median(per_round), 3)
 
     ratios = {
         "write_encrypted_vs_plain": ratio("write_plain", "write_encrypted"),
@@ -235,6 +239,9 @@ def _report(size: int, sealed_size: int, rounds: list[dict[str, Measurement]]) -
     peak = {mode: max(figures[f"{op}_{mode}"]["peak_rss_mb"] for op in ("write", "agent", "import"))
            for mode in ("plain", "encrypted")}  # fmt: skip
     figures["ratios"] = ratios
+    figures["ratio_ranges"] = {
+        name: list(spread[key]) for name, key in zip(ratios, spread, strict=True)
+    }
     figures["peak_rss_mb"] = peak
     targets = {
         "write": ratios["write_encrypted_vs_plain"] >= TARGET_RATIO,
@@ -269,9 +276,12 @@ def _report(size: int, sealed_size: int, rounds: list[dict[str, Measurement]]) -
         "- `cipher_encrypt`: pyrage encrypting the plain file's bytes alone; `cipher_decrypt`: "
         "pyrage decrypting the encrypted body alone.",
         "",
-        "| ratio | value |",
-        "|---|---|",
-        *[f"| {name} | {value:.2f} |" for name, value in ratios.items()],
+        "| ratio (median of the rounds) | value | rounds' range |",
+        "|---|---|---|",
+        *[
+            f"| {name} | {value:.2f} | {low:.2f}-{high:.2f} |"
+            for (name, value), (low, high) in zip(ratios.items(), spread.values(), strict=True)
+        ],
         "",
         f"Targets: encrypted write >= {TARGET_RATIO} of plain: {verdict(targets['write'])}; "
         f"encrypted import >= {TARGET_RATIO} of plain: {verdict(targets['import'])}; agent "
