@@ -119,3 +119,10 @@ def cpu_flags() -> dict[str, Any]:
             flags = set(value.split())
     wanted = ("sha_ni", "aes", "avx2", "avx512f")
     return {"model": model, "flags": {flag: flag in flags for flag in wanted}}
+
+
+def cpu_line(cpu: dict[str, Any] | None = None) -> str:
+    """`CPU: model; flags: sha_ni yes, …` for a report (from `cpu_flags()`)."""
+    cpu = cpu or cpu_flags()
+    marks = (f"{flag} {'yes' if present else 'no'}" for flag, present in cpu["flags"].items())
+    return f"CPU: {cpu['model']}, {os.cpu_count()} cores; flags: {', '.join(marks)}"

@@ -43,7 +43,7 @@ from bench.gateway_service import (
     prepare_database,
     seed_users,
 )
-from bench.harness import cpu_flags, machine, percentile, write_report
+from bench.harness import cpu_flags, cpu_line, machine, percentile, write_report
 from servicekit.embedded import EmbeddedServices, resolve_service_urls
 from servicekit.testing import free_port
 
@@ -274,11 +274,7 @@ def _report(phases: list[Phase], setup: dict[str, Any]) -> Path:
         " process on the same 2 vCPUs. Server CPU = the gateway's processes + PostgreSQL (the"
         " driver's backend included, the same in both phases).",
         "",
-        f"CPU: {cpu['model']}; flags: "
-        + ", ".join(
-            f"{flag} {'yes' if present else 'no'}" for flag, present in cpu["flags"].items()
-        )
-        + f". Machine: {machine()}.",
+        f"{cpu_line(cpu)}. Machine: {machine()}.",
         "",
         "| phase | requests | changes | HTTP requests | events | gateway CPU s"
         " | PostgreSQL CPU s | server CPU ms / request | gateway CPU ms / request"
