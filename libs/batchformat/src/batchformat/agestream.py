@@ -134,6 +134,40 @@ class _AgeChild:
         return self._process.wait()
 
 
+class _Stream:
+    """Input gathered until there are `CHILD_MIN_BYTES` of it, then pushed to an age child."""
+
+    def __init__(
+        self, mode: str, key_lines: list[str], sink: Callable[[bytes | memoryview], None]
+    ) -> None:
+        self._mode, self._key_lines, self._sink = mode, key_lines, sink
+        self._gathered: list[bytes | memoryview] = []
+        self._gathered_bytes = 0
+        self.child: _AgeChild | None = None
+
+    def feed(self, data: bytes | memoryview) -> None:
+        if self.child is not None:
+            self.child.push(data)
+            return
+        self._gathered.append(data)
+        self._gathered_bytes += len(data)
+        if self._gathered_bytes >= CHILD_MIN_BYTES:
+            self.child = _AgeChild(self._mode, self._key_lines, self._sink)
+            for piece in self._gathered:
+                self.child.push(piece)
+            self._gathered = []
+
+    def take_gathered(self) -> bytes:
+        """All the input, when it stayed too small for a child."""
+        data, self._gathered = b"".join(self._gathered), []
+        return data
+
+    def abandon(self) -> None:
+        self._gathered = []
+        if self.child is not None:
+            self.child.kill()
+
+
 class BodyEncryptor:
     """Encrypt pushed plaintext to recipients; the ciphertext goes to `sink` in order."""
 
@@ -144,41 +178,26 @@ class BodyEncryptor:
             raise ValueError("encrypting needs at least one recipient key")
         self._recipients = list(recipients.values())
         self._sink = sink
-        self._gathered: list[bytes | memoryview] = []
-        self._gathered_bytes = 0
-        self._child: _AgeChild | None = None
+        self._stream = _Stream("encrypt", [str(key) for key in self._recipients], sink)
 
     def feed(self, plaintext: bytes | memoryview) -> None:
         """Encrypt the next plaintext bytes (they must not change afterwards)."""
-        if self._child is not None:
-            self._child.push(plaintext)
-            return
-        self._gathered.append(plaintext)
-        self._gathered_bytes += len(plaintext)
-        if self._gathered_bytes >= CHILD_MIN_BYTES:
-            keys = [str(recipient) for recipient in self._recipients]
-            self._child = _AgeChild("encrypt", keys, self._sink)
-            for piece in self._gathered:
-                self._child.push(piece)
-            self._gathered = []
+        self._stream.feed(plaintext)
 
     def finish(self) -> str:
         """Write the last chunk; the SHA-256 of the plaintext (hex); raise if encryption failed."""
-        if self._child is None:
-            plaintext = b"".join(self._gathered)
-            self._gathered = []
+        if self._stream.child is None:
+            plaintext = self._stream.take_gathered()
             self._sink(pyrage.encrypt(plaintext, self._recipients))
             return hashlib.sha256(plaintext).hexdigest()
-        kind, message = self._child.end()
+        kind, message = self._stream.child.end()
         if kind != "ok":
             raise RuntimeError(f"age encryption failed: {message}")
         return message
 
     def abandon(self) -> None:
         """Stop without finishing (the batch is being thrown away)."""
-        self._gathered = []
-        if self._child is not None:
-            self._child.kill()
+        self._stream.abandon()
 
 
 class BodyDecryptor:
@@ -187,23 +206,12 @@ class BodyDecryptor:
     def __init__(self, identities: list[x25519.Identity]) -> None:
         self._identities = identities
         self._plaintext: list[bytes | memoryview] = []
-        self._gathered: list[bytes | memoryview] = []
-        self._gathered_bytes = 0
-        self._child: _AgeChild | None = None
+        keys = [str(identity) for identity in identities]  # only ever written to the pipe
+        self._stream = _Stream("decrypt", keys, self._plaintext.append)
 
     def feed(self, ciphertext: bytes | memoryview) -> None:
         """The next ciphertext bytes (they must not change afterwards)."""
-        if self._child is not None:
-            self._child.push(ciphertext)
-            return
-        self._gathered.append(ciphertext)
-        self._gathered_bytes += len(ciphertext)
-        if self._gathered_bytes >= CHILD_MIN_BYTES:
-            keys = [str(identity) for identity in self._identities]
-            self._child = _AgeChild("decrypt", keys, self._plaintext.append)
-            for piece in self._gathered:
-                self._child.push(piece)
-            self._gathered = []
+        self._stream.feed(ciphertext)
 
     def ready(self) -> Iterator[bytes | memoryview]:
         """Plaintext decrypted so far and not yet taken."""
@@ -213,22 +221,19 @@ class BodyDecryptor:
 
     def finish(self) -> BatchRejected | None:
         """End the stream; the rejection its failure means, if it failed."""
-        if self._child is None:
-            source = io.BytesIO(b"".join(self._gathered))
-            self._gathered = []
+        if self._stream.child is None:
+            source = io.BytesIO(self._stream.take_gathered())
             try:
                 pyrage.decrypt_io(source, _Appender(self._plaintext.append), self._identities)
             except Exception as exc:  # what age reports, classified
                 return classify_decrypt_error("os" if isinstance(exc, OSError) else "age", str(exc))
             return None
-        kind, message = self._child.end()
+        kind, message = self._stream.child.end()
         return None if kind == "ok" else classify_decrypt_error(kind, message)
 
     def close(self) -> None:
         """Stop the child of an abandoned stream."""
-        self._gathered = []
-        if self._child is not None:
-            self._child.kill()
+        self._stream.abandon()
 
 
 class _Appender(io.BufferedIOBase):
