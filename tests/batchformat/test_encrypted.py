@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import uuid
 from pathlib import Path
@@ -368,3 +369,36 @@ def test_an_abandoned_stream_leaves_no_age_process(
     writer.abort()  # what leaving its block with an exception does
     assert age_children() == []
     assert list(tmp_path.iterdir()) == [tmp_path / "whole"]  # no partial file either
+
+
+def test_a_killed_age_child_fails_the_read_without_rejecting_the_batch(
+    tmp_path: Path, signing_key: SigningKey, trusted: TrustedKeys, cipher_path: str,
+    recipients: RecipientKeys, identities: DecryptionKeys,
+) -> None:  # fmt: skip
+    if cipher_path != "age-child":
+        return  # only the child path has a process to kill
+    path = encrypted(tmp_path, signing_key, recipients, count=20000)
+    data = path.read_bytes()
+    parser = BatchParser(trusted, TestRecord, decryption_keys=identities)
+    list(parser.feed(data[: len(data) // 2]))
+    (child,) = age_children()
+    os.kill(child, signal.SIGKILL)  # the OOM killer, say: nothing the batch did
+    list(parser.feed(data[len(data) // 2 :]))
+    with pytest.raises(agestream.AgeProcessError, match="killed by signal 9"):
+        list(parser.end())
+    assert receive(path, trusted, identities) == echo_records(20000)  # the next try reads it
+
+
+def test_a_killed_age_child_fails_the_write_and_leaves_no_file(
+    tmp_path: Path, signing_key: SigningKey, cipher_path: str, recipients: RecipientKeys
+) -> None:
+    if cipher_path != "age-child":
+        return
+    writer = BatchWriter(tmp_path, make_header(), signing_key, encrypt_to=recipients)
+    writer.write_many(echo_records(50000))  # over a MiB: the writer has fed the child
+    (child,) = age_children()
+    os.kill(child, signal.SIGKILL)
+    with pytest.raises(agestream.AgeProcessError, match="killed by signal 9"):
+        writer.publish()
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []

@@ -6,7 +6,7 @@ the other core. This file imports only pyrage and the standard library (it is ru
 not as part of the package), so the process starts in about 20 ms.
 
 stdin: the key lines (`age1…` recipients to encrypt, identities to decrypt), an empty line,
-then the input stream. stdout: the output stream. At the end stderr gets one line:
+then the input stream. stdout: the output stream. At the end stderr's last line is:
 `ok<TAB>SHA256` on success (encrypting: the SHA-256 of the plaintext, hashed here too so
 that the writer has less to do; decrypting: empty), else `os<TAB>message` or
 `age<TAB>message` and the exit status is 1. Keys never reach argv, the environment or
@@ -55,7 +55,9 @@ def main() -> int:
         else:
             pyrage.decrypt_io(source, sink, [x25519.Identity.from_str(key) for key in keys])
         sink.flush()
-    except Exception as exc:  # reported to the parent, which classifies it
+    except (pyrage.DecryptError, pyrage.EncryptError, OSError) as exc:  # age refused it
+        # Reported to the parent, which classifies it; anything else is a failure of this
+        # process (a traceback), which the parent does not blame on the batch.
         kind = "os" if isinstance(exc, OSError) else "age"
         sys.stderr.write(f"{kind}\t{str(exc)[:200]}\n")
         return 1

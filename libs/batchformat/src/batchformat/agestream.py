@@ -37,6 +37,10 @@ _CHILD: Final = Path(__file__).with_name("_agechild.py")
 _SETPIPE_SZ: Final = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
+class AgeProcessError(RuntimeError):
+    """The age child process failed for a reason of its own; the batch may be tried again."""
+
+
 class _AgeChild:
     """One age stream in a child process: `push` input, `end` it; output goes to `sink`."""
 
@@ -80,9 +84,12 @@ class _AgeChild:
                     self._close_input()
 
     def end(self) -> tuple[str, str]:
-        """Close the input, hand on the rest of the output; the child's `(kind, message)`.
+        """Close the input, hand on the rest of the output; what the child reported.
 
-        `kind` is "ok" when the stream ended well (the message holds what it reported).
+        `("ok", message)` when the stream ended well (the message holds what it reported),
+        `("os" | "age", message)` when age refused the stream. A child that failed for a
+        reason of its own (killed, out of memory, broken) raises AgeProcessError: that says
+        nothing about the batch, which must not be rejected for it.
         """
         self._close_input()
         while not self._output_ended:
@@ -90,14 +97,13 @@ class _AgeChild:
             self._read()
         report = self._stderr.read().decode("utf-8", "replace").strip()
         status = self._wait()
-        kind, _, message = report.partition("\t")
-        if status == 0 and kind == "ok":
+        kind, _, message = report.rpartition("\n")[2].partition("\t")
+        if (status, kind) == (0, "ok") or (status == 1 and kind in ("os", "age")):
             return kind, message
-        return (
-            ("age", f"the age process ended with status {status}")
-            if kind == "ok"
-            else (kind, message or f"the age process ended with status {status}")
-        )
+        ended = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
+        # Only the exception's name from a traceback: its text might quote a key.
+        error = kind.partition(":")[0] if kind.partition(":")[0].isidentifier() else ""
+        raise AgeProcessError(f"the age process {ended}" + (f" ({error})" if error else ""))
 
     def kill(self) -> None:
         """Stop the child of an abandoned stream."""
@@ -225,7 +231,7 @@ class BodyDecryptor:
             source = io.BytesIO(self._stream.take_gathered())
             try:
                 pyrage.decrypt_io(source, _Appender(self._plaintext.append), self._identities)
-            except Exception as exc:  # what age reports, classified
+            except (pyrage.DecryptError, OSError) as exc:  # what age reports, classified
                 return classify_decrypt_error("os" if isinstance(exc, OSError) else "age", str(exc))
             return None
         kind, message = self._stream.child.end()
