@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import uuid
@@ -402,3 +403,22 @@ def test_a_killed_age_child_fails_the_write_and_leaves_no_file(
         writer.publish()
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_age_child_works_with_file_descriptors_above_1024(
+    tmp_path: Path, signing_key: SigningKey, trusted: TrustedKeys, cipher_path: str,
+    recipients: RecipientKeys, identities: DecryptionKeys,
+) -> None:  # fmt: skip
+    if cipher_path != "age-child":
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2048, hard), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # a busy service's sockets
+    try:
+        path = encrypted(tmp_path, signing_key, recipients, count=50000)
+        assert receive(path, trusted, identities) == echo_records(50000)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -64,6 +64,10 @@ class _AgeChild:
             with contextlib.suppress(OSError):  # a smaller pipe only means more rounds
                 fcntl.fcntl(pipe, _SETPIPE_SZ, PIPE_BYTES)
             os.set_blocking(pipe.fileno(), False)
+        # poll, not select: a busy service may hold file descriptors above select's 1024.
+        self._poll = select.poll()
+        self._poll.register(process.stdout, select.POLLIN)
+        self._poll.register(process.stdin, select.POLLOUT)
         self._sink = sink
         self._piece = bytearray(PIPE_BYTES)  # output is handed on in pieces of this size
         self._filled = 0
@@ -74,14 +78,14 @@ class _AgeChild:
         """Write all of `data` to the child, handing on its output meanwhile."""
         view = memoryview(data)
         while view and self._stdin is not None:
-            readable, writable, _ = select.select([self._stdout], [self._stdin], [])
-            if readable:
-                self._read()
-            if writable:
-                try:
-                    view = view[os.write(self._stdin.fileno(), view[:PIPE_BYTES]) :]
-                except BrokenPipeError:  # the child failed: `end` reports why
-                    self._close_input()
+            for fd, _ in self._poll.poll():
+                if fd == self._stdout.fileno():
+                    self._read()
+                elif self._stdin is not None:
+                    try:
+                        view = view[os.write(fd, view[:PIPE_BYTES]) :]
+                    except BrokenPipeError:  # the child failed: `end` reports why
+                        self._close_input()
 
     def end(self) -> tuple[str, str]:
         """Close the input, hand on the rest of the output; what the child reported.
@@ -93,7 +97,7 @@ class _AgeChild:
         """
         self._close_input()
         while not self._output_ended:
-            select.select([self._stdout], [], [])
+            self._poll.poll()
             self._read()
         report = self._stderr.read().decode("utf-8", "replace").strip()
         status = self._wait()
@@ -109,7 +113,9 @@ class _AgeChild:
         """Stop the child of an abandoned stream."""
         self._process.kill()
         self._close_input()
-        self._output_ended = True
+        if not self._output_ended:
+            self._output_ended = True
+            self._poll.unregister(self._stdout)
         self._wait()
 
     def _read(self) -> None:
@@ -122,6 +128,7 @@ class _AgeChild:
         self._filled += count
         if count == 0:
             self._output_ended = True
+            self._poll.unregister(self._stdout)
             if self._filled:
                 self._sink(memoryview(self._piece)[: self._filled])
         elif self._filled == len(self._piece):
@@ -131,6 +138,7 @@ class _AgeChild:
     def _close_input(self) -> None:
         if self._stdin is not None:
             stdin, self._stdin = self._stdin, None
+            self._poll.unregister(stdin)
             with contextlib.suppress(BrokenPipeError):
                 stdin.close()
 
