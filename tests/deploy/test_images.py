@@ -180,3 +180,37 @@ def test_agent_image_carries_less_than_a_service_image(engine: str) -> None:
         )
         sizes[image] = int(result.stdout.split()[0])
     assert sizes["transfer-agent"] < min(sizes["request-gateway"], sizes["response-processor"])
+
+
+# Run inside a service image, read-only but for a tmpfs /tmp: one encrypted batch written and
+# read back through the age child process (batchformat.agestream), as big batches are.
+AGE_CHILD_PROBE = """
+import pathlib, tempfile, uuid, datetime, msgspec
+from batchformat import *
+from batchformat import agestream
+agestream.CHILD_MIN_BYTES = 0
+class Echo(msgspec.Struct, tag_field="kind", tag="echo"):
+    n: int
+work = pathlib.Path(tempfile.mkdtemp())
+generate_key_pair("k", work)
+generate_encryption_key_pair("e", work)
+header = Header(batch_id=uuid.uuid4(), source="request-net", destination="response-net",
+                seq=1, created_at=datetime.datetime.now(datetime.UTC))
+path = write_batch(work, header, [Echo(n) for n in range(100000)],
+                   load_signing_key(work / "k.key"),
+                   encrypt_to=RecipientKeys.from_files([work / "e.agepub"])).path
+reader = BatchReader(path, TrustedKeys.from_files([work / "k.pub"]), Echo,
+                     decryption_keys=DecryptionKeys.from_files([work / "e.agekey"]))
+print(sum(record.n for record in reader.records()))
+"""
+
+
+@pytest.mark.parametrize("image", ["request-gateway", "response-processor"])
+def test_a_service_image_runs_the_age_child_for_big_batches(engine: str, image: str) -> None:
+    result = subprocess.run(
+        [engine, *RUN, "--read-only", "--tmpfs", "/tmp", "--entrypoint", "python", _tag(image),
+         "-c", AGE_CHILD_PROBE],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.split() == [str(sum(range(100000)))]
