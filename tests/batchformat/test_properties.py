@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchformat import BatchParser, BatchRejected, SigningKey, TrustedKeys, write_batch
+from batchformat.digest import StreamingSha256
+from batchformat.lines import count_newlines
 from tests.batchformat.conftest import Ack, Echo, TestRecord, make_header
 
 json_leaf = st.one_of(
@@ -119,3 +122,29 @@ def test_every_change_to_any_byte_of_the_trailer_is_rejected(
                 continue
             accepted.append((position, value))
     assert accepted == []
+
+
+@given(
+    line_lengths=st.lists(st.integers(min_value=1, max_value=600), max_size=2000),
+    cut=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+)
+@settings(max_examples=200, deadline=None)
+def test_count_newlines_counts_as_bytes_count_does(
+    line_lengths: list[int], cut: tuple[float, float]
+) -> None:
+    data = b"".join(b"x" * (length - 1) + b"\n" for length in line_lengths) + b"tail"
+    start, end = sorted(int(fraction * len(data)) for fraction in cut)
+    for region in ((0, len(data)), (start, end), (start, len(data)), (1, len(data) - 1)):
+        assert count_newlines(data, *region) == data.count(b"\n", *region)
+
+
+@given(
+    sizes=st.lists(st.sampled_from([0, 1, 700, 255 * 1024, 256 * 1024, 300 * 1024]), max_size=12)
+)
+@settings(max_examples=60, deadline=None)
+def test_streaming_sha256_is_the_digest_of_its_pieces_in_order(sizes: list[int]) -> None:
+    pieces = [bytes([n % 251]) * size for n, size in enumerate(sizes)]  # each piece its own bytes
+    hasher = StreamingSha256()
+    for piece in pieces:
+        hasher.update(piece)
+    assert hasher.digest() == hashlib.sha256(b"".join(pieces)).digest()

@@ -16,7 +16,7 @@ from typing import Final
 from batchformat.agestream import BodyDecryptor
 from batchformat.crypt import DecryptionKeys
 from batchformat.errors import BatchRejected, RejectReason
-from batchformat.lines import NEWLINE, Lines
+from batchformat.lines import NEWLINE, Lines, count_newlines
 
 TRAILER_WINDOW: Final = 64 * 1024  # far above any trailer line (a few hundred bytes)
 
@@ -167,7 +167,7 @@ class EncryptedBody:
             self._tail = data
             return None
         lines = Lines(self.record_lines + 2, data, 0, last + 1)
-        self.record_lines += data.count(NEWLINE, 0, last + 1)
+        self.record_lines += count_newlines(data, 0, last + 1)
         self._tail = data[last + 1 :]
         return lines
 

@@ -23,6 +23,7 @@ class StreamingSha256:
         self._hash = hashlib.sha256()
         self._queue: queue.Queue[bytes | memoryview | None] | None = None
         self._worker: threading.Thread | None = None
+        self._small = bytearray()  # small pieces, once the helper runs: one hop for many
 
     def update(self, data: bytes | memoryview) -> None:
         """Add the next piece (it must not change afterwards)."""
@@ -32,11 +33,17 @@ class StreamingSha256:
                 return
             self._start()
             assert self._queue is not None
-        if len(data):
-            self._queue.put(data)
+        if len(data) < THREAD_MIN_BYTES:
+            self._small += data
+            if len(self._small) >= THREAD_MIN_BYTES:
+                self._hand_small()
+            return
+        self._hand_small()
+        self._queue.put(data)
 
     def digest(self) -> bytes:
         """The SHA-256 of everything fed so far; stops the helper thread."""
+        self._hand_small()
         self.close()
         return self._hash.digest()
 
@@ -47,6 +54,11 @@ class StreamingSha256:
             self._worker.join()
             self._queue = None
             self._worker = None
+
+    def _hand_small(self) -> None:
+        if self._small and self._queue is not None:
+            self._queue.put(bytes(self._small))
+            self._small = bytearray()
 
     def _start(self) -> None:
         self._queue = queue.Queue(MAX_PENDING)

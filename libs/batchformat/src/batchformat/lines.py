@@ -21,6 +21,15 @@ DECODE_SLICE_BYTES: Final = 64 * 1024
 NEWLINE: Final = b"\n"
 
 DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError)
+
+# `bytes.count` of one byte runs a plain loop: 0.25-0.39 s per GiB on this 2-core machine,
+# the largest cost on the transfer agent's main thread. `replace` finds each newline with
+# memchr, so where lines are long, as records are, counting what it removed is faster (0.06 s
+# per GiB for 280-byte lines, 0.16 s for 60-byte ones); where they are short it is slower
+# (0.8 s for 10-byte lines, 4 s for 2-byte ones). A sample of each region picks the way.
+_COUNT_SAMPLE_BYTES: Final = 4096
+_COUNT_DENSE: Final = 96  # newlines in a sample past which `count` wins (lines under ~40 bytes)
+_COUNT_FAST_MIN_BYTES: Final = 64 * 1024
 _untyped = msgspec.json.Decoder()
 
 
@@ -34,6 +43,22 @@ class Lines:
     end: int
 
 
+def count_newlines(data: bytes, start: int = 0, end: int | None = None) -> int:
+    """`data.count(b"\\n", start, end)`, faster on long lines (see above)."""
+    end = len(data) if end is None else end
+    size = end - start
+    if (
+        size < _COUNT_FAST_MIN_BYTES
+        or data.count(NEWLINE, start, start + _COUNT_SAMPLE_BYTES) > _COUNT_DENSE
+    ):
+        return data.count(NEWLINE, start, end)
+    if len(data) - size <= size // 8:  # nearly all of it: no copy of the region
+        total = len(data) - len(data.replace(NEWLINE, b""))
+        return total - data.count(NEWLINE, 0, start) - data.count(NEWLINE, end)
+    region = data[start:end]
+    return size - len(region.replace(NEWLINE, b""))
+
+
 def decode_lines(decoder: msgspec.json.Decoder[Any], work: Iterable[Lines]) -> Iterator[Any]:
     """Decode framed lines a slice at a time; the slice is all that is alive at once."""
     decode = decoder.decode_lines
@@ -43,7 +68,7 @@ def decode_lines(decoder: msgspec.json.Decoder[Any], work: Iterable[Lines]) -> I
         position = lines.start
         while position < lines.end:
             stop = _slice_end(data, position, lines.end)
-            count = data.count(NEWLINE, position, stop)
+            count = count_newlines(data, position, stop)
             try:
                 decoded = decode(view[position:stop])
             except DECODE_ERRORS:

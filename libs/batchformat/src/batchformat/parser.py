@@ -20,7 +20,14 @@ from batchformat.crypt import DecryptionKeys
 from batchformat.digest import StreamingSha256
 from batchformat.errors import BatchRejected, RejectReason
 from batchformat.keys import TrustedKeys
-from batchformat.lines import DECODE_ERRORS, NEWLINE, Lines, decode_lines, error_text
+from batchformat.lines import (
+    DECODE_ERRORS,
+    NEWLINE,
+    Lines,
+    count_newlines,
+    decode_lines,
+    error_text,
+)
 from batchformat.models import (
     FORMAT,
     FORMAT_ENCRYPTED,
@@ -328,7 +335,7 @@ class BatchParser:
         """Frame the lines in piece[start:end], all complete and none the last."""
         self._hasher.update(memoryview(piece)[start:end])
         first_line = self._lines + 1
-        self._lines += piece.count(NEWLINE, start, end)
+        self._lines += count_newlines(piece, start, end)
         if self._decoder is not None:
             self._work.append(Lines(first_line, piece, start, end))
             return
