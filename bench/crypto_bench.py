@@ -280,26 +280,23 @@ def _report(
             f"| {rss:.1f} | {child:.1f} |"
         )
 
-    spread: dict[str, tuple[float, float]] = {}
-
-    def ratio(plain: str, sealed: str) -> float:
-        per_round = [r[plain].seconds / r[sealed].seconds for r in rounds]
-        spread[f"{sealed}_vs_{plain}"] = (round(min(per_round), 2), round(max(per_round), 2))
-        return round(median(per_round), 3)
-
-    ratios = {
-        "write_encrypted_vs_plain": ratio("write_plain", "write_encrypted"),
-        "agent_encrypted_vs_plain": ratio("agent_plain", "agent_encrypted"),
-        "import_encrypted_vs_plain": ratio("import_plain", "import_encrypted"),
-        "write_encrypted_vs_cipher_alone": ratio("cipher_encrypt", "write_encrypted"),
-        "import_encrypted_vs_cipher_alone": ratio("cipher_decrypt", "import_encrypted"),
+    pairs = {  # ratio: (base, measured), the base's time over the measured one's, per round
+        "write_encrypted_vs_plain": ("write_plain", "write_encrypted"),
+        "agent_encrypted_vs_plain": ("agent_plain", "agent_encrypted"),
+        "import_encrypted_vs_plain": ("import_plain", "import_encrypted"),
+        "write_encrypted_vs_cipher_alone": ("cipher_encrypt", "write_encrypted"),
+        "import_encrypted_vs_cipher_alone": ("cipher_decrypt", "import_encrypted"),
     }
+    per_round = {
+        name: [r[base].seconds / r[measured].seconds for r in rounds]
+        for name, (base, measured) in pairs.items()
+    }
+    ratios = {name: round(median(values), 3) for name, values in per_round.items()}
+    ranges = {name: [round(min(v), 2), round(max(v), 2)] for name, v in per_round.items()}
     peak = {mode: max(figures[f"{op}_{mode}"]["peak_rss_mb"] for op in ("write", "agent", "import"))
            for mode in ("plain", "encrypted")}  # fmt: skip
     figures["ratios"] = ratios
-    figures["ratio_ranges"] = {
-        name: list(spread[key]) for name, key in zip(ratios, spread, strict=True)
-    }
+    figures["ratio_ranges"] = ranges
     figures["peak_rss_mb"] = peak
     targets = {
         "write": ratios["write_encrypted_vs_plain"] >= TARGET_RATIO,
@@ -339,8 +336,8 @@ def _report(
         "| ratio (median of the rounds) | value | rounds' range |",
         "|---|---|---|",
         *[
-            f"| {name} | {value:.2f} | {low:.2f}-{high:.2f} |"
-            for (name, value), (low, high) in zip(ratios.items(), spread.values(), strict=True)
+            f"| {name} | {value:.2f} | {ranges[name][0]:.2f}-{ranges[name][1]:.2f} |"
+            for name, value in ratios.items()
         ],
         "",
         f"Targets: encrypted write >= {TARGET_RATIO} of plain: {verdict(targets['write'])}; "
