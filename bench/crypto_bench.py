@@ -2,8 +2,9 @@
 
 On the same records in the same run, each operation in its own process (its own peak RSS):
 write, the agent's check (framing, digest, signature: no key) and the receiver's import
-(verify and decode every record; decrypting for /2); and age alone (pyrage encrypting the
-plain batch's bytes, decrypting the encrypted body) as the cipher's ceiling.
+(verify and decode every record; decrypting for /2); and the cipher alone (the `age` command,
+which big bodies go through, encrypting the plain batch's bytes and decrypting the encrypted
+body, file to /dev/null) as its ceiling.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -20,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from bench.batchformat_bench import BenchRecord, _records
 from bench.harness import (
@@ -80,7 +82,7 @@ def child_check(path: str, mode: str) -> None:
 
 
 def child_threshold(folder: str) -> None:
-    """Small encrypted batches written and imported in process and through the age child."""
+    """Small encrypted batches written and imported in process and through the `age` command."""
     from batchformat import (
         BatchReader,
         BatchWriter,
@@ -123,49 +125,32 @@ def child_threshold(folder: str) -> None:
     print(json.dumps({"seconds": 0.0, "rows": rows}))
 
 
-def child_cipher(path: str, mode: str) -> None:
-    """age alone: encrypt a file's bytes, or decrypt an encrypted batch's body, to nowhere."""
-    import pyrage
+def child_cipher(folder: str, source: str, mode: str) -> None:
+    """The `age` command alone, as big bodies use it: a file encrypted or decrypted to nowhere."""
+    from batchformat.agestream import age_command, age_environment
 
-    from batchformat import DecryptionKeys, RecipientKeys
-
-    work = Path(path).parent.parent
-
-    class Null:
-        def write(self, data: bytes) -> int:
-            return len(data)
-
-        def flush(self) -> None:
-            pass
-
-    with open(path, "rb") as file:
-        started = time.perf_counter()
-        if mode == "encrypt":
-            to = list(RecipientKeys.from_files([work / "bench.agepub"]).values())
-            pyrage.encrypt_io(file, cast(Any, Null()), to)
-        else:
-            header = file.readline()
-            size = os.fstat(file.fileno()).st_size
-            with open(path, "rb") as tail:
-                tail.seek(max(size - 4096, 0))
-                trailer = tail.read().rsplit(b"\n", 2)[-2]
-            body = _Slice(file, size - len(header) - len(trailer) - 2)
-            keys = list(DecryptionKeys.from_files([work / "bench.agekey"]).values())
-            pyrage.decrypt_io(cast(Any, body), cast(Any, Null()), keys)
+    work = Path(folder)
+    if mode == "encrypt":
+        how = ["--encrypt", "--recipient", (work / "bench.agepub").read_text().strip()]
+    else:
+        how = ["--decrypt", "--identity", str(work / "bench.agekey")]
+    started = time.perf_counter()
+    command = [age_command(), *how, "--output", os.devnull, source]
+    subprocess.run(command, check=True, env=age_environment())  # as agestream runs it
     _print(started, None)
 
 
-class _Slice:
-    """The next `remaining` bytes of a file, as a readable object."""
-
-    def __init__(self, file: Any, remaining: int) -> None:
-        self._file, self._remaining = file, remaining
-
-    def read(self, size: int = -1) -> bytes:
-        size = self._remaining if size < 0 else min(size, self._remaining)
-        data: bytes = self._file.read(size)
-        self._remaining -= len(data)
-        return data
+def _cut_body(batch: Path, body: Path) -> None:
+    """Copy the age body of an encrypted batch (between header and trailer) to a file."""
+    with batch.open("rb") as source, body.open("wb") as target:
+        header = source.readline()
+        size = os.fstat(source.fileno()).st_size
+        source.seek(max(size - 4096, 0))
+        trailer = source.read().rsplit(b"\n", 2)[-2]
+        offset, remaining = len(header), size - len(header) - len(trailer) - 2
+        while remaining:
+            copied = os.copy_file_range(source.fileno(), target.fileno(), remaining, offset)
+            offset, remaining = offset + copied, remaining - copied
 
 
 class _AgeChildWatch(threading.Thread):
@@ -197,7 +182,7 @@ class _AgeChildWatch(threading.Thread):
                 stat = (proc / "stat").read_text()
                 if int(stat.rpartition(")")[2].split()[1]) != os.getpid():
                     continue
-                if b"_agechild.py" in (proc / "cmdline").read_bytes():
+                if (proc / "comm").read_text() == "age\n":
                     return proc
             except (OSError, ValueError, IndexError):
                 continue  # it ended meanwhile
@@ -243,8 +228,11 @@ def run() -> Path:
                 got[f"write_{mode}"] = run_child(_child("write", str(work), mode))
             plain = got["write_plain"].output["path"]
             sealed = got["write_encrypted"].output["path"]
-            got["cipher_encrypt"] = run_child(_child("cipher", plain, "encrypt"))
-            got["cipher_decrypt"] = run_child(_child("cipher", sealed, "decrypt"))
+            body = work / "body.age"
+            _cut_body(Path(sealed), body)
+            got["cipher_encrypt"] = run_child(_child("cipher", str(work), plain, "encrypt"))
+            got["cipher_decrypt"] = run_child(_child("cipher", str(work), str(body), "decrypt"))
+            body.unlink()
             for check in ("agent", "import"):
                 got[f"{check}_plain"] = run_child(_child("check", plain, check))
                 got[f"{check}_encrypted"] = run_child(_child("check", sealed, check))
@@ -323,15 +311,15 @@ def _report(
         "|---|---|---|---|---|---|",
         *rows,
         "",
-        "- `write_*`: BatchWriter (encrypting through pyrage for `encrypted`: in a child "
-        "process, as for any body of 8 MiB or more), hash, sign, fsync.",
+        "- `write_*`: BatchWriter (for `encrypted`, through the `age` command, as any body "
+        "of 8 MiB or more), hash, sign, fsync.",
         "- `agent_*`: framing, SHA-256, Ed25519, no decryption key (the transfer agent's check).",
-        "- `import_*`: the receiver's verification, decrypting (in a child process) and "
-        "decoding every record.",
+        "- `import_*`: the receiver's verification, decrypting (through the `age` command) "
+        "and decoding every record.",
         "- CPU seconds: user and system time of the operation's process and its age child "
         "together; peak RSS: each process's own (the targets count their sum).",
-        "- `cipher_encrypt`: pyrage encrypting the plain file's bytes alone; `cipher_decrypt`: "
-        "pyrage decrypting the encrypted body alone.",
+        "- `cipher_encrypt`: the `age` command encrypting the plain file's bytes alone; "
+        "`cipher_decrypt`: decrypting the encrypted body alone (file to /dev/null, no pipes).",
         "",
         "| ratio (median of the rounds) | value | rounds' range |",
         "|---|---|---|",
@@ -346,7 +334,7 @@ def _report(
         f"(plain {peak['plain']:.1f}, encrypted {peak['encrypted']:.1f}): "
         f"{verdict(targets['rss'])}.",
         "",
-        "Where the age child process pays for its start: small encrypted batches written and "
+        "Where the `age` process pays for its start: small encrypted batches written and "
         "imported in process and through the child (medians of 5, ms; a body of "
         "`agestream.CHILD_MIN_BYTES` = 8 MiB or more takes the child).",
         "",

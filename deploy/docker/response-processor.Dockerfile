@@ -43,9 +43,14 @@ RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=build-ca \
     if [ -s /run/secrets/build-ca ]; then export SSL_CERT_FILE=/run/secrets/build-ca; fi \
  && uv sync --frozen --no-dev --no-editable $AIRLOCK_LEAVE_OUT --package response-processor
 
-# ---- runtime: the environment, a non-root user, nothing else -----------------------------
+# ---- runtime: the environment, the age command, a non-root user, nothing else ----------
 FROM ${PYTHON_IMAGE} AS runtime
 ARG AIRLOCK_UID=10001
+# Batch bodies of 8 MiB or more are encrypted and decrypted by the `age` command, Debian's
+# package (batchformat.agestream): from the base image's Debian mirror, its lists not kept.
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends age \
+ && rm -rf /var/lib/apt/lists/*
 # The drop zones are created here, owned by the service user, so that named volumes mounted
 # on them start with that owner. inbox/archive too: the transfer agent checks at start that
 # the archive of applied batches exists (its destination_archive).

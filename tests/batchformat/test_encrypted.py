@@ -46,12 +46,12 @@ def cipher_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 
 
 def age_children() -> list[int]:
-    """Our child processes that run batchformat's age stream."""
+    """Our `age` child processes (batchformat's age streams)."""
     pids = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             parent = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
-            if parent == os.getpid() and b"_agechild.py" in (proc / "cmdline").read_bytes():
+            if parent == os.getpid() and (proc / "comm").read_text() == "age\n":
                 pids.append(int(proc.name))
         except (OSError, ValueError, IndexError):
             continue  # it ended meanwhile
@@ -422,3 +422,27 @@ def test_the_age_child_works_with_file_descriptors_above_1024(
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_without_the_age_command_a_big_body_fails_saying_what_to_install(
+    tmp_path: Path, signing_key: SigningKey, cipher_path: str, recipients: RecipientKeys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    if cipher_path != "age-child":
+        return  # small bodies need no command
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    writer = BatchWriter(tmp_path, make_header(), signing_key, encrypt_to=recipients)
+    with pytest.raises(agestream.AgeProcessError, match=r"apt-get install age"):
+        writer.write_many(echo_records(50000))
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_age_that_cannot_read_its_keys_fails_without_rejecting_the_batch(
+    cipher_path: str,
+) -> None:
+    if cipher_path != "age-child":
+        return
+    child = agestream._AgeChild(["--decrypt"], lambda _: None, b"not an identity\n")
+    with pytest.raises(agestream.AgeProcessError, match="exited with status 1: reading"):
+        child.end()

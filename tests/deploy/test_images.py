@@ -183,7 +183,7 @@ def test_agent_image_carries_less_than_a_service_image(engine: str) -> None:
 
 
 # Run inside a service image, read-only but for a tmpfs /tmp: one encrypted batch written and
-# read back through the age child process (batchformat.agestream), as big batches are.
+# read back through the `age` command (batchformat.agestream), as big batches are.
 AGE_CHILD_PROBE = """
 import pathlib, tempfile, uuid, datetime, msgspec
 from batchformat import *
@@ -206,7 +206,7 @@ print(sum(record.n for record in reader.records()))
 
 
 @pytest.mark.parametrize("image", ["request-gateway", "response-processor"])
-def test_a_service_image_runs_the_age_child_for_big_batches(engine: str, image: str) -> None:
+def test_a_service_image_runs_the_age_command_for_big_batches(engine: str, image: str) -> None:
     result = subprocess.run(
         [engine, *RUN, "--read-only", "--tmpfs", "/tmp", "--entrypoint", "python", _tag(image),
          "-c", AGE_CHILD_PROBE],

@@ -9,6 +9,7 @@ import pytest
 
 from airlink.endpoint import LinkEndpointSettings, load_link_encryption
 from batchformat import KeyFileError, generate_encryption_key_pair
+from batchformat.agestream import AgeProcessError
 
 
 def settings(data_dir: Path, **overrides: object) -> LinkEndpointSettings:
@@ -82,3 +83,17 @@ def test_development_makes_a_key_and_logs_ids_never_the_key(
     assert "response-net" in logged
     assert secret not in logged
     assert secret not in repr(encryption)
+
+
+def test_production_refuses_to_start_without_the_age_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    generate_encryption_key_pair("response-net", tmp_path / "keys")
+    _, recipient = generate_encryption_key_pair("request-net", tmp_path / "made-by-the-peer")
+    (tmp_path / "keys" / "peers").mkdir()
+    (tmp_path / "keys" / "peers" / recipient.name).write_bytes(recipient.read_bytes())
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(AgeProcessError, match=r"the age command is missing"):
+        load_link_encryption(settings(tmp_path), generate_missing=False)
+    load_link_encryption(settings(tmp_path), generate_missing=True)  # development starts,
+    assert "age_command_missing" in "".join(capsys.readouterr())  # saying what will fail

@@ -159,21 +159,24 @@ def _key_id_of(path: Path, suffix: str) -> str:
     return check_key_id(path.name[: -len(suffix)])
 
 
-def classify_decrypt_error(kind: str, text: str) -> BatchRejected:
-    """The reason code for what age reported: `kind` "os" for an OSError, else "age".
+def classify_decrypt_error(message: str, *, ended_early: bool = False) -> BatchRejected:
+    """The reason code for age's refusal of a stream, said by pyrage or by the `age` command.
 
-    Never the key, never the plaintext: age's messages hold neither.
+    `ended_early`: pyrage raised OSError (its reader ran out of input). Never the key, never
+    the plaintext: age's messages hold neither.
     """
-    if "No matching keys" in text:
+    if "No matching keys" in message or "no identity matched" in message:
         return BatchRejected(
             RejectReason.WRONG_RECIPIENT,
             "the body does not decrypt with the key its header names: "
             "it was encrypted to another key under that id",
         )
-    if kind == "os" and "decryption error" not in text.lower():
+    if (ended_early and "decryption error" not in message.lower()) or (
+        "EOF" in message and "failed to decrypt" not in message
+    ):
         return BatchRejected(RejectReason.CIPHERTEXT_TRUNCATED, "the encrypted body ends early")
     return BatchRejected(
         RejectReason.CIPHERTEXT_INVALID,
-        f"the encrypted body does not authenticate ({text[:80]}): a changed, reordered, "
+        f"the encrypted body does not authenticate ({message[:80]}): a changed, reordered, "
         "replayed or missing chunk",
     )

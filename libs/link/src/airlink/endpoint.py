@@ -23,6 +23,7 @@ from batchformat import (
     generate_key_pair,
     load_signing_key,
 )
+from batchformat.agestream import AgeProcessError, age_command
 from batchformat.models import NetworkId
 
 log = structlog.get_logger("airlink.keys")
@@ -158,9 +159,24 @@ def load_link_encryption(
                 "no_peer_encryption_key", folder=str(peers),
                 effect="batches to the peer are sent unencrypted (development only)",
             )  # fmt: skip
+    if recipients or decryption:
+        _check_age_command(production=not generate_missing)
     accept = settings.accept_unencrypted
     encryption = LinkEncryption(
         recipients, decryption, accept if accept is not None else generate_missing
     )
     log.info("link_encryption", **encryption.describe())
     return encryption
+
+
+def _check_age_command(*, production: bool) -> None:
+    """Big bodies need the `age` command: production refuses to start without it."""
+    try:
+        age_command()
+    except AgeProcessError as exc:
+        if production:
+            raise
+        log.warning(
+            "age_command_missing", problem=str(exc),
+            effect="batches of 8 MiB or more fail to import or export until it is installed",
+        )  # fmt: skip
