@@ -140,6 +140,21 @@ def child_cipher(folder: str, source: str, mode: str) -> None:
     _print(started, None)
 
 
+def child_encryptor(folder: str, source: str) -> None:
+    """What encrypting adds to a write: agestream's encryptor on a file's bytes, output dropped."""
+    from batchformat import RecipientKeys, agestream
+
+    to = RecipientKeys.from_files([Path(folder) / "bench.agepub"])
+    watch = _AgeChildWatch()
+    started = time.perf_counter()
+    encryptor = agestream.BodyEncryptor(to, lambda _: None)
+    with open(source, "rb", buffering=0) as file:
+        while piece := file.read(1 << 20):
+            encryptor.feed(piece)
+    encryptor.finish()
+    _print(started, watch)
+
+
 def _cut_body(batch: Path, body: Path) -> None:
     """Copy the age body of an encrypted batch (between header and trailer) to a file."""
     with batch.open("rb") as source, body.open("wb") as target:
@@ -232,6 +247,7 @@ def run() -> Path:
             _cut_body(Path(sealed), body)
             got["cipher_encrypt"] = run_child(_child("cipher", str(work), plain, "encrypt"))
             got["cipher_decrypt"] = run_child(_child("cipher", str(work), str(body), "decrypt"))
+            got["encryptor_alone"] = run_child(_child("encryptor", str(work), plain))
             body.unlink()
             for check in ("agent", "import"):
                 got[f"{check}_plain"] = run_child(_child("check", plain, check))
@@ -320,6 +336,9 @@ def _report(
         "together; peak RSS: each process's own (the targets count their sum).",
         "- `cipher_encrypt`: the `age` command encrypting the plain file's bytes alone; "
         "`cipher_decrypt`: decrypting the encrypted body alone (file to /dev/null, no pipes).",
+        "- `encryptor_alone`: agestream's encryptor fed the plain file's bytes (1 MiB "
+        "pieces), its output thrown away: what encrypting adds to a write (the `age` "
+        "process, the pipes, the plaintext's SHA-256).",
         "",
         "| ratio (median of the rounds) | value | rounds' range |",
         "|---|---|---|",
@@ -355,6 +374,7 @@ def main(argv: list[str]) -> None:
     op, *args = argv
     ops: dict[str, Callable[..., None]] = {
         "write": child_write, "check": child_check, "cipher": child_cipher,
+        "encryptor": child_encryptor,
         "threshold": child_threshold,
     }  # fmt: skip
     ops[op](*args)
