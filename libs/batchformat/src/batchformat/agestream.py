@@ -30,9 +30,12 @@ from batchformat.crypt import RecipientKeys, classify_decrypt_error
 from batchformat.digest import StreamingSha256
 from batchformat.errors import BatchRejected
 
-CHILD_MIN_BYTES: Final = 8 << 20  # below this, one pyrage call in process at the end
+# Below this, one pyrage call in process at the end: from 2-4 MiB on the `age` process is
+# faster, start included (bench crypto's threshold table).
+CHILD_MIN_BYTES: Final = 4 << 20
 PIPE_BYTES: Final = 1 << 20  # each pipe's buffer (Linux default limit), and each read
 _SETPIPE_SZ: Final = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_ERROR: Final = "age: error: "  # how the age command starts the line that says what failed
 # `age: error:` lines about the child's own surroundings (its key pipe, its output), not
 # about the stream it was given.
 _NOT_THE_STREAM: Final = ("reading ", "failed to open", "failed to write")
@@ -46,8 +49,8 @@ def age_command() -> str:
     """The `age` command's path; AgeProcessError saying what to install when it is missing."""
     if (path := shutil.which("age")) is None:
         raise AgeProcessError(
-            "the age command is missing: batches of 8 MiB or more are encrypted and "
-            "decrypted by it (install the Debian package age: apt-get install age)"
+            f"the age command is missing: batches of {CHILD_MIN_BYTES >> 20} MiB or more are "
+            "encrypted and decrypted by it (install the Debian package age: apt-get install age)"
         )
     return path
 
@@ -140,12 +143,12 @@ class _AgeChild:
         status = self._wait()
         if status == 0:
             return None
-        first = report.strip().partition("\n")[0]
-        message = first.removeprefix("age: error: ")[:200]
-        if status == 1 and message != first and not message.startswith(_NOT_THE_STREAM):
+        errors = [line[len(_ERROR) :] for line in report.splitlines() if line.startswith(_ERROR)]
+        message = errors[0][:200] if errors else ""
+        if status == 1 and message and not message.startswith(_NOT_THE_STREAM):
             return message
         ended = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
-        said = f": {message}" if status > 0 and message != first else ""
+        said = f": {message}" if message else ""
         raise AgeProcessError(f"the age process {ended}{said}")
 
     def kill(self) -> None:

@@ -178,5 +178,5 @@ def _check_age_command(*, production: bool) -> None:
             raise
         log.warning(
             "age_command_missing", problem=str(exc),
-            effect="batches of 8 MiB or more fail to import or export until it is installed",
+            effect="big batches fail to import or export until it is installed",
         )  # fmt: skip
