@@ -237,3 +237,45 @@ def test_verify_shows_progress_on_a_terminal(tmp_path: Path, keys: Path) -> None
     assert process.wait(timeout=60) == 0
     assert b"verify: 100%" in output
     assert b"ok: " in output
+
+
+def big_records(path: Path) -> Path:
+    """Over agestream.CHILD_MIN_BYTES of records: packing them goes through `age`."""
+    line = json.dumps({"kind": "echo", "payload": {"text": "x" * 1000}}) + "\n"
+    path.write_text(line * 5000)  # 5 MB
+    return path
+
+
+def test_a_big_body_round_trips_through_the_age_command(tmp_path: Path, keys: Path) -> None:
+    records = big_records(tmp_path / "big.jsonl")
+    result = run(
+        "pack", records, "--source", "a", "--destination", "b", "--seq", "1",
+        "--key", keys / "site-a.key", "--encrypt-to", keys / "site-a.agepub", "--out", tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    decrypted = run(
+        "decrypt", result.stdout.strip(), "--trusted", keys / "site-a.pub",
+        "--identity", keys / "site-a.agekey",
+    )  # fmt: skip
+    assert decrypted.returncode == 0, decrypted.stderr
+    assert [json.loads(line) for line in decrypted.stdout.splitlines()] == [
+        json.loads(line) for line in records.read_text().splitlines()
+    ]
+
+
+def test_without_the_age_command_a_big_pack_says_what_to_install(
+    tmp_path: Path, keys: Path
+) -> None:
+    records = big_records(tmp_path / "big.jsonl")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = subprocess.run(
+        [CLI, "pack", str(records), "--source", "a", "--destination", "b", "--seq", "1",
+         "--key", str(keys / "site-a.key"), "--encrypt-to", str(keys / "site-a.agepub"),
+         "--out", str(out)],
+        capture_output=True, text=True, check=False, env={**os.environ, "PATH": "/nonexistent"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "apt-get install age" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(out.iterdir()) == []

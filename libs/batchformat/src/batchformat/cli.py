@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, Final
 
 import msgspec
 
+from batchformat.agestream import AgeProcessError
 from batchformat.crypt import DecryptionKeys, RecipientKeys, generate_encryption_key_pair
 from batchformat.errors import BatchRejected, KeyFileError
 from batchformat.fsops import open_regular_file
@@ -54,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rejected input: {exc}", file=sys.stderr)
         return EXIT_REJECTED
     except (UsageError, KeyFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AgeProcessError as exc:  # the `age` command big bodies go through: missing, killed
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except FileNotFoundError as exc:
