@@ -94,9 +94,15 @@ class LiveGateway:
         return Member(record.id, username, response.json()["access_token"])
 
     def stop(self) -> int:
-        """SIGTERM to the whole group; its exit code (TimeoutExpired if it outlives the wait)."""
+        """SIGTERM to the whole group; its exit code (a failure with its log if it hangs)."""
         os.killpg(self.process.pid, signal.SIGTERM)
-        return self.process.wait(timeout=STOP_TIMEOUT_S)
+        try:
+            return self.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the server outlived SIGTERM by {STOP_TIMEOUT_S:.0f} s; its log ends:\n"
+                + self.output()
+            ) from None
 
     def output(self) -> str:
         """The end of the server's log, for failure messages."""
