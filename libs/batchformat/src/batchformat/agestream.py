@@ -21,6 +21,7 @@ import select
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import IO, Final
 
 import pyrage
@@ -193,13 +194,8 @@ class _AgeChild:
 class _Stream:
     """Input gathered until there are `CHILD_MIN_BYTES` of it, then pushed to an `age` child."""
 
-    def __init__(
-        self,
-        arguments: list[str],
-        sink: Callable[[bytes | memoryview], None],
-        identities: bytes = b"",
-    ) -> None:
-        self._arguments, self._sink, self._identities = arguments, sink, identities
+    def __init__(self, start_child: Callable[[], _AgeChild]) -> None:
+        self._start_child = start_child
         self._gathered: list[bytes | memoryview] = []
         self._gathered_bytes = 0
         self.child: _AgeChild | None = None
@@ -211,7 +207,7 @@ class _Stream:
         self._gathered.append(data)
         self._gathered_bytes += len(data)
         if self._gathered_bytes >= CHILD_MIN_BYTES:
-            self.child = _AgeChild(self._arguments, self._sink, self._identities)
+            self.child = self._start_child()
             for piece in self._gathered:
                 self.child.push(piece)
             self._gathered = []
@@ -239,7 +235,7 @@ class BodyEncryptor:
         self._sink = sink
         # Recipients are public keys: on the command line they tell nothing.
         arguments = ["--encrypt"] + [f"--recipient={key}" for key in self._recipients]
-        self._stream = _Stream(arguments, sink)
+        self._stream = _Stream(partial(_AgeChild, arguments, sink))
         self._plaintext = StreamingSha256()
 
     def feed(self, plaintext: bytes | memoryview) -> None:
@@ -268,7 +264,7 @@ class BodyDecryptor:
         self._identities = identities
         self._plaintext: list[bytes | memoryview] = []
         secret = "".join(f"{identity}\n" for identity in identities).encode("ascii")
-        self._stream = _Stream(["--decrypt"], self._plaintext.append, secret)
+        self._stream = _Stream(partial(_AgeChild, ["--decrypt"], self._plaintext.append, secret))
 
     def feed(self, ciphertext: bytes | memoryview) -> None:
         """The next ciphertext bytes (they must not change afterwards)."""
